@@ -1,0 +1,191 @@
+//! The payload seam: how a node gets its binaries. The first-boot script and the runcmd are the
+//! same for every strategy; only the payload block of the script and the media differ.
+//!
+//! - `fetch`: the node downloads each pinned artifact at first boot and checks its digest.
+//! - `embed`: the role's overlay archive rides on each VM's seed ISO (label `cidata`).
+//! - `shared`: one payload ISO per role, attached to every VM of that role as a second drive.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::plan::{Plan, RolePlan, Source};
+use crate::profile::Role;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadKind {
+    Fetch,
+    Embed,
+    Shared,
+}
+
+impl fmt::Display for PayloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PayloadKind::Fetch => "fetch",
+            PayloadKind::Embed => "embed",
+            PayloadKind::Shared => "shared",
+        })
+    }
+}
+
+/// The label of the seed media cloud-init's NoCloud looks for.
+pub const SEED_LABEL: &str = "cidata";
+
+/// Label of a role's shared payload ISO.
+pub fn shared_label(role: Role) -> String {
+    format!("payload-{role}")
+}
+
+/// File name of a role's packed overlay.
+pub fn archive_name(role: Role) -> String {
+    format!("overlay-{role}.cpio.gz")
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Download {
+    pub url: String,
+    pub file: String,
+    /// `sha256` or `sha512`; the script calls `<algorithm>sum`.
+    pub algorithm: &'static str,
+    pub hex: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FetchInstall {
+    /// `whole`, `member` or `dir`.
+    pub kind: &'static str,
+    /// The downloaded file it comes from.
+    pub file: String,
+    /// Path inside the archive (member or directory), without a leading `./`.
+    pub path: String,
+    pub dest: String,
+    /// Octal, as `install -m` takes it.
+    pub mode: String,
+}
+
+/// What the first-boot script of one role needs to know about its payload.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum RolePayload {
+    /// Nothing to install (the gateway today).
+    None,
+    Fetch {
+        downloads: Vec<Download>,
+        archives: Vec<String>,
+        installs: Vec<FetchInstall>,
+    },
+    Embed {
+        archive: String,
+        sha256: String,
+        label: String,
+    },
+    Shared {
+        archive: String,
+        sha256: String,
+        label: String,
+    },
+}
+
+/// The fetch-at-first-boot payload of a role.
+pub fn fetch(plan: &Plan, role: &RolePlan) -> RolePayload {
+    if role.installs.is_empty() {
+        return RolePayload::None;
+    }
+    let mut downloads: Vec<Download> = Vec::new();
+    let mut archives: Vec<String> = Vec::new();
+    let mut installs = Vec::new();
+    for rule in &role.installs {
+        let Some(a) = plan.artifact(&rule.component) else {
+            continue;
+        };
+        if !downloads.iter().any(|d| d.file == a.file_name) {
+            downloads.push(Download {
+                url: a.url.clone(),
+                file: a.file_name.clone(),
+                algorithm: a.digest.algo().name(),
+                hex: a.digest.hex().to_string(),
+            });
+        }
+        let (kind, path) = match &rule.source {
+            Source::Whole => ("whole", String::new()),
+            Source::Member { path } => ("member", strip_dot(path)),
+            Source::Dir { path } => {
+                let p = strip_dot(path);
+                ("dir", if p.is_empty() { ".".to_string() } else { p })
+            }
+        };
+        if kind != "whole" && !archives.contains(&a.file_name) {
+            archives.push(a.file_name.clone());
+        }
+        installs.push(FetchInstall {
+            kind,
+            file: a.file_name.clone(),
+            path,
+            dest: rule.dest.clone(),
+            mode: format!("{:04o}", rule.mode),
+        });
+    }
+    RolePayload::Fetch {
+        downloads,
+        archives,
+        installs,
+    }
+}
+
+/// The payload of a role whose overlay was packed at build time.
+pub fn packed(kind: PayloadKind, role: Role, archive_sha256_hex: &str) -> RolePayload {
+    let archive = archive_name(role);
+    let sha256 = archive_sha256_hex.to_string();
+    match kind {
+        PayloadKind::Embed => RolePayload::Embed {
+            archive,
+            sha256,
+            label: SEED_LABEL.to_string(),
+        },
+        PayloadKind::Shared => RolePayload::Shared {
+            archive,
+            sha256,
+            label: shared_label(role),
+        },
+        // A packed overlay is never fetched by the node; the caller asked for the wrong thing.
+        PayloadKind::Fetch => RolePayload::None,
+    }
+}
+
+fn strip_dot(p: &str) -> String {
+    let p = p.strip_prefix("./").unwrap_or(p);
+    p.trim_end_matches('/').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{self, Arch};
+
+    #[test]
+    fn fetch_lists_each_download_once() {
+        let prof = profile::parse(profile::BUILTIN_YAML, "builtin").unwrap();
+        let plan = crate::plan::plan(&prof, Arch::Arm64).unwrap();
+        let role = plan.role(Role::Worker).unwrap();
+        let RolePayload::Fetch {
+            downloads,
+            archives,
+            installs,
+        } = fetch(&plan, role)
+        else {
+            panic!("expected a fetch payload");
+        };
+        assert_eq!(downloads.len(), 5);
+        let node = downloads
+            .iter()
+            .find(|d| d.file == "kubernetes-node-linux-arm64.tar.gz")
+            .unwrap();
+        assert_eq!(node.algorithm, "sha512");
+        assert!(!archives.contains(&"runc.arm64".to_string()));
+        assert!(installs
+            .iter()
+            .any(|i| i.dest == "/usr/local/bin/kube-proxy" && i.mode == "0755"));
+    }
+}

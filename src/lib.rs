@@ -11,5 +11,6 @@ pub mod pki;
 pub mod plan;
 pub mod profile;
 pub mod seed;
+pub mod stage;
 
 pub mod cli;

@@ -426,6 +426,18 @@ pub fn parse(text: &str, file: &str) -> Result<Profile, ProfileError> {
     let options = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
     };
+    if text.trim().is_empty() {
+        return Err(ProfileError {
+            file: file.to_string(),
+            problems: vec![Problem {
+                line: 1,
+                column: 1,
+                key: String::new(),
+                message: "the profile is empty; expected a mapping with name, cluster, nodes and components"
+                    .into(),
+            }],
+        });
+    }
     let raw: ProfileFile = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let (line, column) = e
             .location()
@@ -436,7 +448,11 @@ pub fn parse(text: &str, file: &str) -> Result<Profile, ProfileError> {
             problems: vec![Problem {
                 line,
                 column,
-                key: String::new(),
+                key: if plain_message(&e).starts_with("missing field") {
+                    String::new()
+                } else {
+                    key_at(text, line, column)
+                },
                 message: plain_message(&e),
             }],
         }
@@ -444,15 +460,55 @@ pub fn parse(text: &str, file: &str) -> Result<Profile, ProfileError> {
     validate(raw, file)
 }
 
-/// serde-saphyr's Display adds a source snippet; a profile error wants the one-line reason.
+/// serde-saphyr's Display adds a location and a source snippet; a profile error wants the
+/// one-line reason, in the words of the profile rather than of Rust types.
 fn plain_message(e: &serde_saphyr::Error) -> String {
     let full = e.to_string();
-    let first = full.lines().next().unwrap_or("invalid YAML").trim();
-    // Drop a trailing " at line X column Y" the location already carries.
-    match first.rfind(" at line ") {
-        Some(i) => first[..i].to_string(),
-        None => first.to_string(),
+    let mut msg = full.lines().next().unwrap_or("invalid YAML").trim();
+    msg = msg.strip_prefix("error: ").unwrap_or(msg);
+    if let Some(rest) = msg.strip_prefix("line ") {
+        // "line X column Y: reason"
+        if let Some((_, reason)) = rest.split_once(": ") {
+            msg = reason;
+        }
     }
+    let msg = msg
+        .trim_end_matches(", set DuplicateKeyPolicy in Options if acceptable")
+        .to_string();
+    match msg.as_str() {
+        "invalid u32" => "expected a whole number from 0 to 4294967295".into(),
+        "invalid u8" => "expected a whole number from 0 to 255".into(),
+        _ => msg,
+    }
+}
+
+/// The mapping key at or just before `line:column`, read from the source text, so a parse
+/// error names the key even when the parser only knows the position.
+fn key_at(text: &str, line: u64, column: u64) -> String {
+    let Some(src) = text.lines().nth((line as usize).saturating_sub(1)) else {
+        return String::new();
+    };
+    let col = (column as usize).saturating_sub(1).min(src.len());
+    let is_key_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    // The error points at a key: take the word that starts there.
+    let here: String = src[col..].chars().take_while(|c| is_key_char(*c)).collect();
+    if !here.is_empty() && src[col + here.len()..].starts_with(':') {
+        return here;
+    }
+    // It points at a value: take the key of the nearest `key:` before it.
+    let before = src[..col].trim_end();
+    if let Some(b) = before.strip_suffix(':') {
+        let word: String = b
+            .chars()
+            .rev()
+            .take_while(|c| is_key_char(*c))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return word;
+    }
+    String::new()
 }
 
 fn validate(raw: ProfileFile, file: &str) -> Result<Profile, ProfileError> {
@@ -699,7 +755,7 @@ fn validate(raw: ProfileFile, file: &str) -> Result<Profile, ProfileError> {
                    url: &S<String>,
                    digests: &BTreeMap<String, S<String>>| {
         let base = format!("components.{key}");
-        if version.value.trim().is_empty()
+        if !version.value.starts_with(|ch: char| ch.is_ascii_digit())
             || !version
                 .value
                 .chars()

@@ -3,8 +3,8 @@
 
 Runs once per boot after cloud-final.service, waits until cloud-init and the
 boot are done, prints one JSON report between marker lines on the second
-serial port (ttyS1, so kernel and systemd chatter on ttyS0 cannot interleave
-with it) and powers the machine off, which makes QEMU exit on its own.
+virtio serial port igvm.report (so kernel and systemd chatter on the console
+cannot interleave with it; the console is the fallback) and powers the machine off, which makes QEMU exit on its own.
 
 Every probe is wrapped so that one failing command is recorded in the report
 instead of losing the whole report: the harness decides what is an error.
@@ -308,7 +308,7 @@ def report(waits):
 
 
 def emit(text):
-    for dev in ("/dev/ttyS1", "/dev/console"):
+    for dev in ("/dev/virtio-ports/igvm.report", "/dev/console"):
         try:
             fd = os.open(dev, os.O_WRONLY | os.O_NOCTTY)
         except OSError:

@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Boots the imagegen VM test guest once with a NoCloud seed and collects the
+# report that the guest's collector unit writes after cloud-init has finished.
+#
+#   boot.sh --guest DIR --disk FILE.qcow2 --seed seed.iso --mac MAC --out DIR
+#           [--payload payload.iso] [--address IP --net CIDR] [--paths FILE]
+#           [--name NAME] [--timeout SECONDS] [--accel auto|kvm|tcg] [--smp N] [--mem MiB]
+#   boot.sh --detect [--arch amd64|arm64]   prints kvm or tcg
+#
+# --disk is created as a fresh qcow2 overlay over DIR/disk.raw when it does not
+# exist; pass the same file again to boot the same disk a second time.
+# --address/--net make QEMU's user-mode DHCP hand out the VM's address of the
+# profile (net=CIDR, host=first address, dhcpstart=IP), like the guide's dnsmasq.
+# --paths FILE: newline-separated paths the collector must also describe,
+# attached as a small raw disk with virtio serial "igvm-paths".
+#
+# The only NIC is QEMU user networking with restrict=on: no packet from the
+# guest leaves QEMU (slirp answers DHCP itself and drops everything else).
+#
+# Writes OUT/console.log (ttyS0), OUT/report.raw (collector channel),
+# OUT/report.json, OUT/qemu.log, OUT/timing.json. Exit: 0 report collected,
+# 2 timed out, 3 QEMU exited without a report, 1 usage/setup error.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+guest= disk= seed= payload= mac= out= address= net= paths= name=vm
+timeout_s=${IMAGEGEN_VM_TIMEOUT:-900}
+accel=${IMAGEGEN_VM_ACCEL:-auto}
+smp=1 mem=1024 arch= detect_only=
+
+log() { printf 'boot %s: %s\n' "$name" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --guest) guest=$2; shift 2 ;;
+    --disk) disk=$2; shift 2 ;;
+    --seed) seed=$2; shift 2 ;;
+    --payload) payload=$2; shift 2 ;;
+    --mac) mac=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --address) address=$2; shift 2 ;;
+    --net) net=$2; shift 2 ;;
+    --paths) paths=$2; shift 2 ;;
+    --name) name=$2; shift 2 ;;
+    --timeout) timeout_s=$2; shift 2 ;;
+    --accel) accel=$2; shift 2 ;;
+    --smp) smp=$2; shift 2 ;;
+    --mem) mem=$2; shift 2 ;;
+    --arch) arch=$2; shift 2 ;;
+    --detect) detect_only=1; shift ;;
+    *) die "unknown argument $1 (see the header of $0)" ;;
+  esac
+done
+
+if [ -z "$arch" ] && [ -n "$guest" ] && [ -f "$guest/info.json" ]; then
+  arch=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["arch"])' "$guest/info.json")
+fi
+arch=${arch:-amd64}
+case "$arch" in
+  amd64) qemu=qemu-system-x86_64 machine=q35 ;;
+  arm64) qemu=qemu-system-aarch64 machine=virt ;;
+  *) die "unsupported arch $arch" ;;
+esac
+command -v "$qemu" >/dev/null || die "$qemu not found (apt-get install -t bookworm-backports qemu-system-x86 qemu-utils)"
+
+# /dev/kvm may exist and still refuse a nested guest, or accept it and never
+# run a single instruction: only a guest that runs code and exits proves it.
+# The probe is a boot sector that writes to isa-debug-exit (QEMU then exits
+# with (0x2a << 1) | 1 = 85).
+detect_accel() {
+  if [ "$arch" != amd64 ] || [ "$(uname -m)" != x86_64 ]; then echo tcg; return; fi
+  if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then echo tcg; return; fi
+  local probe rc
+  probe=$(mktemp)
+  python3 -c 'import sys
+b = bytes([0xB0, 0x2A, 0xE6, 0xF4, 0xF4, 0xEB, 0xFE])
+sys.stdout.buffer.write(b + bytes(510 - len(b)) + b"\x55\xaa" + bytes(1 << 20))' > "$probe"
+  rc=0
+  timeout --kill-after=5 60 qemu-system-x86_64 -accel kvm -M q35 -m 64 -display none -nodefaults \
+    -no-user-config -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+    -drive file="$probe",format=raw,if=virtio >/dev/null 2>&1 || rc=$?
+  rm -f "$probe"
+  if [ "$rc" = 85 ]; then echo kvm; else echo tcg; fi
+}
+
+if [ -n "$detect_only" ]; then
+  detect_accel
+  exit 0
+fi
+
+[ -n "$guest" ] && [ -n "$disk" ] && [ -n "$seed" ] && [ -n "$mac" ] && [ -n "$out" ] \
+  || die "--guest, --disk, --seed, --mac and --out are required"
+[ -f "$guest/disk.raw" ] || die "$guest/disk.raw missing (run build-guest.sh)"
+[ -f "$seed" ] || die "seed $seed missing"
+[ -z "$payload" ] || [ -f "$payload" ] || die "payload $payload missing"
+if [ "$accel" = auto ]; then
+  accel=$(detect_accel)
+fi
+case "$accel" in
+  kvm) cpu=host ;;
+  tcg) cpu=max ;;
+  *) die "--accel must be auto, kvm or tcg" ;;
+esac
+
+mkdir -p "$out"
+rm -f "$out/console.log" "$out/report.raw" "$out/report.json" "$out/qemu.log" "$out/timing.json"
+if [ ! -f "$disk" ]; then
+  qemu-img create -q -f qcow2 -b "$(realpath "$guest/disk.raw")" -F raw "$disk"
+fi
+
+nic="user,restrict=on,ipv6=off,model=virtio-net-pci,mac=$mac"
+if [ -n "$address" ]; then
+  [ -n "$net" ] || die "--address needs --net (e.g. 192.168.1.0/24)"
+  host=$(python3 -c 'import ipaddress,sys; print(next(ipaddress.ip_network(sys.argv[1]).hosts()))' "$net")
+  nic="$nic,net=$net,host=$host,dhcpstart=$address"
+fi
+
+args=(
+  -accel "$accel" -M "$machine" -cpu "$cpu" -smp "$smp" -m "$mem"
+  -nodefaults -no-user-config -display none -no-reboot
+  -kernel "$guest/vmlinuz" -initrd "$guest/initrd.img"
+  -append "$(cat "$guest/cmdline")"
+  -serial "file:$out/console.log"
+  # The root disk comes first so that it is vda (root=/dev/vda).
+  -drive "file=$disk,format=qcow2,if=virtio"
+  # The seed exactly as a user attaches it.
+  -drive "file=$seed,driver=raw,if=virtio"
+)
+if [ -n "$payload" ]; then
+  args+=(-drive "file=$payload,driver=raw,if=virtio,readonly=on")
+fi
+if [ -n "$paths" ]; then
+  cp "$paths" "$out/paths.raw"
+  truncate -s %512 "$out/paths.raw"
+  args+=(-drive "file=$out/paths.raw,format=raw,if=none,id=igvmpaths,readonly=on"
+         -device "virtio-blk-pci,drive=igvmpaths,serial=igvm-paths")
+fi
+args+=(
+  -nic "$nic"
+  -device virtio-serial-pci
+  -chardev "file,id=igvmreport,path=$out/report.raw"
+  -device "virtserialport,chardev=igvmreport,name=igvm.report"
+)
+if [ "$arch" = arm64 ]; then
+  args+=(-bios /usr/share/qemu-efi-aarch64/QEMU_EFI.fd)
+fi
+
+log "accel=$accel smp=$smp mem=${mem}M timeout=${timeout_s}s disk=$disk seed=$seed${payload:+ payload=$payload}"
+printf '%q ' "$qemu" "${args[@]}" > "$out/qemu.cmdline"
+start=$(date +%s.%N)
+timeout --kill-after=10 "$timeout_s" "$qemu" "${args[@]}" > "$out/qemu.log" 2>&1 &
+qpid=$!
+reported=
+while kill -0 "$qpid" 2>/dev/null; do
+  if [ -z "$reported" ] && grep -q '=====IMAGEGEN-VM-REPORT-END=====' "$out/report.raw" 2>/dev/null; then
+    reported=$(date +%s.%N)
+  fi
+  sleep 0.5
+done
+rc=0
+wait "$qpid" || rc=$?
+end=$(date +%s.%N)
+if [ -z "$reported" ] && grep -q '=====IMAGEGEN-VM-REPORT-END=====' "$out/report.raw" 2>/dev/null; then
+  reported=$end
+fi
+
+python3 - "$out" "$start" "${reported:-}" "$end" "$accel" "$rc" <<'PY'
+import json, sys
+out, start, reported, end, accel, rc = sys.argv[1:]
+raw = open(out + "/report.raw", "rb").read().decode("utf-8", "replace") if __import__("os").path.exists(out + "/report.raw") else ""
+begin, endm = "=====IMAGEGEN-VM-REPORT-BEGIN=====", "=====IMAGEGEN-VM-REPORT-END====="
+if begin in raw and endm in raw:
+    body = raw.rsplit(begin, 1)[1].split(endm, 1)[0].strip()
+    json.loads(body)  # fail loudly here on a corrupt report
+    open(out + "/report.json", "w").write(body)
+t = {"accel": accel, "qemu_rc": int(rc),
+     "to_report_s": round(float(reported) - float(start), 1) if reported else None,
+     "total_s": round(float(end) - float(start), 1)}
+json.dump(t, open(out + "/timing.json", "w"))
+PY
+
+to_report=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1])); print(t["to_report_s"])' "$out/timing.json")
+total=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1])); print(t["total_s"])' "$out/timing.json")
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+  log "TIMED OUT after ${timeout_s}s (accel=$accel); last console lines:"
+  tail -n 25 "$out/console.log" >&2 || true
+  exit 2
+fi
+if [ ! -f "$out/report.json" ]; then
+  log "QEMU exited (rc=$rc) after ${total}s without a report; qemu.log and last console lines:"
+  cat "$out/qemu.log" >&2 || true
+  tail -n 25 "$out/console.log" >&2 || true
+  exit 3
+fi
+log "boot time ${to_report}s to report, ${total}s until QEMU exited (accel=$accel)"

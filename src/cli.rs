@@ -9,9 +9,11 @@ use camino::Utf8PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::build::{self, BuildOptions};
+use crate::iso::{self, IsoData, IsoFile, IsoOptions};
 use crate::payload::PayloadKind;
 use crate::plan;
 use crate::profile::{self, Arch};
+use crate::resolve::{self, Origin, Progress, ResolveOptions};
 
 #[derive(Parser)]
 #[command(
@@ -37,9 +39,71 @@ enum Command {
         after_help = "Example:\n  imagegen plan --arch arm64\n  imagegen plan --arch amd64 --json | jq '.vms[].pod_cidr'"
     )]
     Plan(PlanArgs),
+    /// Download and verify every pinned artifact into the cache (what build does first)
+    #[command(
+        after_help = "Example:\n  imagegen fetch --arch arm64\n  imagegen fetch --arch amd64 --mirror http://mirror.lan/k8s --jobs 8"
+    )]
+    Fetch(FetchArgs),
+    /// Work with the download cache
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Write a NoCloud seed ISO from given files (like cloud-localds)
+    #[command(
+        after_help = "Example:\n  imagegen seed-iso -o seed.iso --user-data user-data --meta-data meta-data\n  imagegen seed-iso -o seed.iso out/arm64/worker0/*"
+    )]
+    SeedIso(SeedIsoArgs),
     /// Work with profiles
     #[command(subcommand)]
     Profile(ProfileCommand),
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Add files downloaded by hand to the cache, when their digest matches a pin of the profile
+    #[command(
+        after_help = "Example:\n  imagegen cache import ~/Downloads/containerd-1.7.20-linux-arm64.tar.gz ~/Downloads/runc.arm64"
+    )]
+    Import {
+        /// Files to import
+        #[arg(required = true)]
+        files: Vec<Utf8PathBuf>,
+        /// Profile whose pins the files are matched against [default: the built-in kthw-1.31]
+        #[arg(long, value_name = "FILE")]
+        profile: Option<Utf8PathBuf>,
+        /// Cache directory [default: $IMAGEGEN_CACHE, else the platform cache dir]
+        #[arg(long, value_name = "DIR")]
+        cache: Option<Utf8PathBuf>,
+    },
+    /// Print the cache directory
+    #[command(after_help = "Example:\n  du -sh \"$(imagegen cache dir)\"")]
+    Dir {
+        #[arg(long, value_name = "DIR")]
+        cache: Option<Utf8PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct SeedIsoArgs {
+    /// The ISO to write
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Utf8PathBuf,
+    /// Volume label
+    #[arg(long, default_value = "cidata")]
+    volid: String,
+    /// File stored as user-data
+    #[arg(long, value_name = "FILE")]
+    user_data: Option<Utf8PathBuf>,
+    /// File stored as meta-data
+    #[arg(long, value_name = "FILE")]
+    meta_data: Option<Utf8PathBuf>,
+    /// File stored as network-config
+    #[arg(long, value_name = "FILE")]
+    network_config: Option<Utf8PathBuf>,
+    /// File stored as vendor-data
+    #[arg(long, value_name = "FILE")]
+    vendor_data: Option<Utf8PathBuf>,
+    /// More files, stored under their own names
+    files: Vec<Utf8PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -72,6 +136,10 @@ impl From<ArchArg> for Arch {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum PayloadArg {
+    /// The role's overlay archive rides on each VM's seed ISO
+    Embed,
+    /// One payload ISO per role (OUT/ARCH/payload-ROLE.iso), attached as a second drive
+    Shared,
     /// The node downloads each pinned artifact at first boot and checks its digest
     Fetch,
 }
@@ -79,9 +147,66 @@ enum PayloadArg {
 impl From<PayloadArg> for PayloadKind {
     fn from(p: PayloadArg) -> Self {
         match p {
+            PayloadArg::Embed => PayloadKind::Embed,
+            PayloadArg::Shared => PayloadKind::Shared,
             PayloadArg::Fetch => PayloadKind::Fetch,
         }
     }
+}
+
+#[derive(Args)]
+struct ResolveArgs {
+    /// Cache directory [default: $IMAGEGEN_CACHE, else $XDG_CACHE_HOME/imagegen or the platform cache dir]
+    #[arg(long, value_name = "DIR")]
+    cache: Option<Utf8PathBuf>,
+    /// Mirror with the upstream host/path layout, tried before upstream (repeatable, in order)
+    #[arg(long = "mirror", value_name = "URL")]
+    mirrors: Vec<String>,
+    /// Never use the network; fail listing what the cache lacks
+    #[arg(long)]
+    offline: bool,
+    /// Downloads at once
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    jobs: usize,
+    /// No progress output
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+impl ResolveArgs {
+    fn options(&self, common: &Common) -> anyhow::Result<ResolveOptions> {
+        let cache = match &self.cache {
+            Some(c) => c.clone().into_std_path_buf(),
+            None => resolve::default_cache_dir()?,
+        };
+        let mut o = ResolveOptions::new(cache);
+        o.mirrors = self.mirrors.clone();
+        o.offline = self.offline;
+        o.jobs = self.jobs.max(1);
+        o.progress = if self.quiet {
+            Progress::Quiet
+        } else {
+            Progress::Auto
+        };
+        let arch: Arch = common.arch.into();
+        let mut hint = format!("--arch {arch}");
+        if let Some(p) = &common.profile {
+            hint.push_str(&format!(" --profile {p}"));
+        }
+        if let Some(c) = &self.cache {
+            hint.push_str(&format!(" --cache {c}"));
+        }
+        o.fetch_hint = hint;
+        Ok(o)
+    }
+}
+
+#[derive(Args)]
+struct FetchArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    resolve: ResolveArgs,
 }
 
 #[derive(Args)]
@@ -111,8 +236,13 @@ struct BuildArgs {
     #[arg(long, value_name = "DIR")]
     templates: Option<Utf8PathBuf>,
     /// How nodes get their binaries
-    #[arg(long, value_enum, default_value = "fetch")]
+    #[arg(long, value_enum, default_value = "embed")]
     payload: PayloadArg,
+    /// Do not write ISOs (seed directories only)
+    #[arg(long)]
+    no_iso: bool,
+    #[command(flatten)]
+    resolve: ResolveArgs,
 }
 
 #[derive(Args)]
@@ -144,6 +274,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(w) = warning {
                 eprintln!("warning: {w}");
             }
+            let resolve = a.resolve.options(&a.common)?;
             let opts = BuildOptions {
                 profile: a.common.profile,
                 arch: a.common.arch.into(),
@@ -152,6 +283,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 templates: a.templates,
                 ssh_keys,
                 payload: a.payload.into(),
+                iso: !a.no_iso,
+                resolve,
+                epoch: build::epoch_from_env()?,
             };
             let report = build::build(&opts)?;
             println!("{}", build::summary(&report, &a.out));
@@ -167,6 +301,63 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 write!(stdout, "{}", plan::render_text(&plan))?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fetch(a) => {
+            let opts = a.resolve.options(&a.common)?;
+            let prof = profile::load(a.common.profile.as_deref())?;
+            let plan = plan::plan(&prof, a.common.arch.into())?;
+            let mut all = plan.artifacts.clone();
+            all.extend(plan.pinned_only.iter().cloned());
+            let resolved = resolve::resolve(&all, &opts)?;
+            let downloaded = resolved
+                .iter()
+                .filter(|r| !matches!(r.origin, Origin::Cache))
+                .count();
+            println!(
+                "{} artifacts for {} verified in {} ({downloaded} downloaded, {} already cached)",
+                resolved.len(),
+                plan.arch,
+                opts.cache_dir.display(),
+                resolved.len() - downloaded
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cache(CacheCommand::Import {
+            files,
+            profile: p,
+            cache,
+        }) => {
+            let prof = profile::load(p.as_deref())?;
+            let pins = plan::all_artifacts(&prof);
+            let cache = match cache {
+                Some(c) => c.into_std_path_buf(),
+                None => resolve::default_cache_dir()?,
+            };
+            let files: Vec<std::path::PathBuf> =
+                files.into_iter().map(|f| f.into_std_path_buf()).collect();
+            let imported = resolve::import_files(&cache, &files, &pins)?;
+            for (path, a) in &imported {
+                println!(
+                    "imported {} as {} {} ({})",
+                    path.display(),
+                    a.component,
+                    a.version,
+                    a.digest
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cache(CacheCommand::Dir { cache }) => {
+            let dir = match cache {
+                Some(c) => c.into_std_path_buf(),
+                None => resolve::default_cache_dir()?,
+            };
+            println!("{}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SeedIso(a) => {
+            seed_iso(&a)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Profile(ProfileCommand::Check { file }) => match profile::load(Some(&file)) {
@@ -193,4 +384,59 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn seed_iso(a: &SeedIsoArgs) -> anyhow::Result<()> {
+    let mut files = Vec::new();
+    let named = [
+        ("user-data", &a.user_data),
+        ("meta-data", &a.meta_data),
+        ("network-config", &a.network_config),
+        ("vendor-data", &a.vendor_data),
+    ];
+    for (name, path) in named {
+        if let Some(p) = path {
+            files.push(iso_input(p, Some(name))?);
+        }
+    }
+    for p in &a.files {
+        files.push(iso_input(p, None)?);
+    }
+    if files.is_empty() {
+        anyhow::bail!("nothing to write: give --user-data/--meta-data or files");
+    }
+    if a.volid.eq_ignore_ascii_case("cidata") && !files.iter().any(|f| f.name == "user-data") {
+        eprintln!("warning: a cidata seed without user-data is not used by cloud-init");
+    }
+    let timestamp =
+        i64::try_from(build::epoch_from_env()?).context("SOURCE_DATE_EPOCH is too large")?;
+    iso::write_iso(
+        a.output.as_std_path(),
+        &IsoOptions {
+            volume_id: a.volid.clone(),
+            timestamp,
+        },
+        &files,
+    )
+    .with_context(|| format!("writing {}", a.output))
+}
+
+fn iso_input(p: &Utf8PathBuf, name: Option<&str>) -> anyhow::Result<IsoFile> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = fs_err::metadata(p.as_std_path())?;
+    if !meta.is_file() {
+        anyhow::bail!("{p}: expected a regular file");
+    }
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => p
+            .file_name()
+            .with_context(|| format!("{p}: no file name"))?
+            .to_string(),
+    };
+    Ok(IsoFile {
+        name,
+        data: IsoData::Path(p.clone().into_std_path_buf()),
+        mode: meta.permissions().mode() & 0o7777,
+    })
 }

@@ -1,16 +1,32 @@
 //! imagegen: a pinned cluster profile in, cloud-init seeds that boot configured Kubernetes
-//! nodes out. Data flows one way through the stages below; a stage only uses the ones above it.
-//! See ARCHITECTURE.md.
+//! nodes out. Data flows one way through the stages below, in this order; a stage only uses
+//! the ones above it. See ARCHITECTURE.md.
 
+// Shared helpers.
 pub mod digest;
 pub mod fsutil;
 
-pub mod build;
-pub mod payload;
-pub mod pki;
-pub mod plan;
+// The stages, in pipeline order.
 pub mod profile;
-pub mod seed;
+// (profile -> plan)
+pub mod plan;
+// (plan -> credentials)
+pub mod pki;
+// (plan -> verified artifacts)
+pub mod resolve;
+// (artifacts -> per-role overlay)
 pub mod stage;
+// (overlay -> how the node installs it)
+pub mod payload;
+// (plan + pki + payload -> user-data, meta-data, network-config)
+pub mod seed;
+// (seed files -> seed.iso)
+pub mod iso;
+// (runs all of the above)
+pub mod build;
 
+// The command line.
 pub mod cli;
+
+#[cfg(test)]
+mod test_http;

@@ -363,6 +363,24 @@ fn role_plan(role: Role, vms: Vec<String>, cni: Cni) -> RolePlan {
     }
 }
 
+/// Every artifact a profile pins, for every architecture it pins (what `cache import` matches).
+pub fn all_artifacts(profile: &Profile) -> Vec<Artifact> {
+    let mut out = Vec::new();
+    for c in &profile.components {
+        for (arch, digest) in &c.digests {
+            let url = profile::expand_url(&c.url_template, &c.version, *arch);
+            out.push(Artifact {
+                component: c.key.to_string(),
+                version: c.version.clone(),
+                file_name: url.rsplit('/').next().unwrap_or(&url).to_string(),
+                url,
+                digest: digest.clone(),
+            });
+        }
+    }
+    out
+}
+
 /// The human-readable form of `imagegen plan`.
 pub fn render_text(plan: &Plan) -> String {
     use std::fmt::Write as _;

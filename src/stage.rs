@@ -796,9 +796,19 @@ fn try_reuse(req: &StageRequest, key: &Digest) -> Result<Option<Overlay>> {
 
 fn write_stamp(path: &Path, key: &Digest, overlay: &Overlay) -> Result<()> {
     let tmp = temp_file_beside(path)?;
+    // The archive is recorded by name only: the stamp must not depend on where the build ran,
+    // so that two builds of the same inputs are byte-identical, stamps included.
+    let archive = overlay
+        .archive
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let stamp = Stamp {
         key: key.clone(),
-        overlay: overlay.clone(),
+        overlay: Overlay {
+            archive,
+            ..overlay.clone()
+        },
     };
     serde_json::to_writer_pretty(tmp.as_file(), &stamp)
         .with_context(|| format!("writing `{}`", path.display()))?;

@@ -76,3 +76,5 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+pub mod mirror;

@@ -5,7 +5,7 @@
 #   boot.sh --guest DIR --disk FILE.qcow2 --seed seed.iso --mac MAC --out DIR
 #           [--payload payload.iso] [--address IP --net CIDR] [--paths FILE]
 #           [--name NAME] [--timeout SECONDS] [--accel auto|kvm|tcg] [--smp N] [--mem MiB]
-#   boot.sh --detect [--arch amd64|arm64]   prints kvm or tcg
+#   boot.sh --detect --guest DIR            prints kvm or tcg
 #
 # --disk is created as a fresh qcow2 overlay over DIR/disk.raw when it does not
 # exist; pass the same file again to boot the same disk a second time.
@@ -64,24 +64,25 @@ case "$arch" in
 esac
 command -v "$qemu" >/dev/null || die "$qemu not found (apt-get install -t bookworm-backports qemu-system-x86 qemu-utils)"
 
-# /dev/kvm may exist and still refuse a nested guest, or accept it and never
-# run a single instruction: only a guest that runs code and exits proves it.
-# The probe is a boot sector that writes to isa-debug-exit (QEMU then exits
-# with (0x2a << 1) | 1 = 85).
+# /dev/kvm may exist and still be unable to run this guest (here, for example,
+# it is a nested "kvm-pvm" that runs a real-mode boot sector but never gets a
+# stock Linux kernel to print a line). So the probe boots the guest's own
+# kernel with the same CPU model, without initrd or root disk: a working KVM
+# reaches the "VFS: Unable to mount root fs" panic in a few seconds and QEMU
+# exits (panic=-1, -no-reboot).
 detect_accel() {
   if [ "$arch" != amd64 ] || [ "$(uname -m)" != x86_64 ]; then echo tcg; return; fi
   if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then echo tcg; return; fi
-  local probe rc
-  probe=$(mktemp)
-  python3 -c 'import sys
-b = bytes([0xB0, 0x2A, 0xE6, 0xF4, 0xF4, 0xEB, 0xFE])
-sys.stdout.buffer.write(b + bytes(510 - len(b)) + b"\x55\xaa" + bytes(1 << 20))' > "$probe"
-  rc=0
-  timeout --kill-after=5 60 qemu-system-x86_64 -accel kvm -M q35 -m 64 -display none -nodefaults \
-    -no-user-config -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-    -drive file="$probe",format=raw,if=virtio >/dev/null 2>&1 || rc=$?
-  rm -f "$probe"
-  if [ "$rc" = 85 ]; then echo kvm; else echo tcg; fi
+  [ -f "$guest/vmlinuz" ] || die "--detect needs --guest DIR (it boots the guest's kernel)"
+  local con rc=0
+  con=$(mktemp)
+  # In a subshell so that bash does not report an aborting QEMU on stderr.
+  (timeout --kill-after=5 "${IMAGEGEN_VM_PROBE_TIMEOUT:-30}" qemu-system-x86_64 -accel "${IMAGEGEN_VM_PROBE_ACCEL:-kvm}" \
+    -M q35 -cpu "${IMAGEGEN_VM_PROBE_CPU:-host}" -m 256 -display none -nodefaults -no-user-config -no-reboot \
+    -kernel "$guest/vmlinuz" -append "console=ttyS0 panic=-1 root=/dev/nonexistent" \
+    -serial "file:$con" >/dev/null 2>&1; exit $?) 2>/dev/null || rc=$?
+  if [ "$rc" = 0 ] && grep -q 'Kernel panic' "$con"; then echo kvm; else echo tcg; fi
+  rm -f "$con"
 }
 
 if [ -n "$detect_only" ]; then

@@ -1,0 +1,486 @@
+//! A small real HTTP/1.1 server on 127.0.0.1 for tests (std only, one thread per connection).
+//!
+//! It serves bodies from a path -> body map and can be told, per path, to misbehave the way real
+//! servers and networks do: 404, 500 a few times, drop the connection part-way (once), stall after
+//! the headers, honour or ignore `Range`, or trickle the body slowly. It records every request so
+//! tests can assert how many hits a path got, which `Range` was asked for and which status was
+//! answered, and how many requests were in flight at once.
+//!
+//! Self-contained on purpose (no `crate::` paths) so integration tests can include it with
+//! `#[path = "../src/test_http.rs"] mod test_http;`.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// What a path serves.
+#[derive(Clone)]
+pub enum Body {
+    Bytes(Arc<Vec<u8>>),
+    /// `len` bytes from [`fill_generated`], produced while sending: never held in memory.
+    Generated {
+        len: u64,
+        seed: u64,
+    },
+}
+
+impl Body {
+    fn len(&self) -> u64 {
+        match self {
+            Body::Bytes(b) => b.len() as u64,
+            Body::Generated { len, .. } => *len,
+        }
+    }
+
+    fn fill(&self, offset: u64, buf: &mut [u8]) {
+        match self {
+            Body::Bytes(b) => {
+                let start = offset as usize;
+                buf.copy_from_slice(&b[start..start + buf.len()]);
+            }
+            Body::Generated { seed, .. } => fill_generated(*seed, offset, buf),
+        }
+    }
+}
+
+/// How a path treats `Range` requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ranges {
+    /// Advertises `Accept-Ranges: bytes` and answers `Range: bytes=N-` with 206.
+    #[default]
+    Honour,
+    /// Advertises `Accept-Ranges: bytes` but answers every request with the full body (200).
+    Ignore,
+    /// No `Accept-Ranges` header; a `Range` header is ignored (200).
+    NotAdvertised,
+}
+
+/// Per-path behaviour. `Default` is a well-behaved path.
+#[derive(Clone, Debug, Default)]
+pub struct Behaviour {
+    /// Answer 404 even though a body is registered.
+    pub not_found: bool,
+    /// Answer the first N requests with 500.
+    pub fail_500: u32,
+    /// On the first request that gets a body, close the connection after this many body bytes.
+    pub drop_after: Option<u64>,
+    /// Send the headers, then sleep this long and close without a body (every request).
+    pub stall: Option<Duration>,
+    pub ranges: Ranges,
+    /// Sleep this long between 64 KiB chunks, to keep requests in flight.
+    pub pace: Option<Duration>,
+}
+
+/// One request as the server saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub path: String,
+    pub range: Option<String>,
+    pub status: u16,
+}
+
+struct Route {
+    body: Body,
+    behaviour: Behaviour,
+    served_500: u32,
+    dropped: bool,
+}
+
+#[derive(Default)]
+struct State {
+    routes: Mutex<HashMap<String, Route>>,
+    log: Mutex<Vec<Hit>>,
+    active: AtomicUsize,
+    max_active: AtomicUsize,
+    stop: AtomicBool,
+}
+
+pub struct TestServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local_addr");
+        let state = Arc::new(State::default());
+        let st = Arc::clone(&state);
+        let accept = thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let st = Arc::clone(&st);
+                thread::spawn(move || handle(conn, &st));
+            }
+        });
+        TestServer {
+            addr,
+            state,
+            accept: Some(accept),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `127.0.0.1:PORT`, the host part a mirror layout uses for this server.
+    pub fn authority(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base(), path)
+    }
+
+    pub fn add(&self, path: &str, body: Vec<u8>) {
+        self.add_body(path, Body::Bytes(Arc::new(body)), Behaviour::default());
+    }
+
+    pub fn add_with(&self, path: &str, body: Vec<u8>, behaviour: Behaviour) {
+        self.add_body(path, Body::Bytes(Arc::new(body)), behaviour);
+    }
+
+    pub fn add_body(&self, path: &str, body: Body, behaviour: Behaviour) {
+        assert!(path.starts_with('/'), "paths start with /: {path}");
+        self.state.routes.lock().unwrap().insert(
+            path.to_string(),
+            Route {
+                body,
+                behaviour,
+                served_500: 0,
+                dropped: false,
+            },
+        );
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn log(&self) -> Vec<Hit> {
+        self.state.log.lock().unwrap().clone()
+    }
+
+    pub fn hits(&self, path: &str) -> usize {
+        self.log().iter().filter(|h| h.path == path).count()
+    }
+
+    pub fn total_hits(&self) -> usize {
+        self.log().len()
+    }
+
+    pub fn statuses(&self, path: &str) -> Vec<u16> {
+        self.log()
+            .iter()
+            .filter(|h| h.path == path)
+            .map(|h| h.status)
+            .collect()
+    }
+
+    /// The largest number of requests that were being answered at the same moment.
+    pub fn max_concurrent(&self) -> usize {
+        self.state.max_active.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        // Wakes the blocking accept() so the thread sees `stop`.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+struct ActiveGuard<'a>(&'a State);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+enum Plan {
+    Status(u16),
+    Stall(Duration),
+    Serve {
+        body: Body,
+        start: u64,
+        partial: bool,
+        advertise: bool,
+        drop_after: Option<u64>,
+        pace: Option<Duration>,
+    },
+}
+
+fn handle(conn: TcpStream, st: &State) {
+    if st.stop.load(Ordering::SeqCst) {
+        return;
+    }
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let Some((path, range)) = read_request(&conn) else {
+        return;
+    };
+    let now = st.active.fetch_add(1, Ordering::SeqCst) + 1;
+    st.max_active.fetch_max(now, Ordering::SeqCst);
+    let guard = ActiveGuard(st);
+
+    let plan = {
+        let mut routes = st.routes.lock().unwrap();
+        match routes.get_mut(&path) {
+            None => Plan::Status(404),
+            Some(r) if r.behaviour.not_found => Plan::Status(404),
+            Some(r) if r.served_500 < r.behaviour.fail_500 => {
+                r.served_500 += 1;
+                Plan::Status(500)
+            }
+            Some(r) if r.behaviour.stall.is_some() => Plan::Stall(r.behaviour.stall.unwrap()),
+            Some(r) => {
+                let len = r.body.len();
+                let honour = r.behaviour.ranges == Ranges::Honour;
+                let start = match (&range, honour) {
+                    (Some(spec), true) => match parse_range(spec) {
+                        Some(s) if s < len => Some(s),
+                        _ => None,
+                    },
+                    _ => Some(0),
+                };
+                match start {
+                    None => Plan::Status(416),
+                    Some(start) => {
+                        let drop_after = if r.dropped {
+                            None
+                        } else {
+                            r.behaviour.drop_after
+                        };
+                        if drop_after.is_some() {
+                            r.dropped = true;
+                        }
+                        Plan::Serve {
+                            body: r.body.clone(),
+                            start,
+                            partial: range.is_some() && honour,
+                            advertise: r.behaviour.ranges != Ranges::NotAdvertised,
+                            drop_after,
+                            pace: r.behaviour.pace,
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let status = match &plan {
+        Plan::Status(s) => *s,
+        Plan::Stall(_) => 200,
+        Plan::Serve { partial, .. } => {
+            if *partial {
+                206
+            } else {
+                200
+            }
+        }
+    };
+    st.log.lock().unwrap().push(Hit {
+        path,
+        range,
+        status,
+    });
+    if let Ok(Some(conn)) = respond(conn, plan, guard) {
+        drain(conn);
+    }
+}
+
+fn read_request(conn: &TcpStream) -> Option<(String, Option<String>)> {
+    let mut reader = BufReader::new(conn.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let _method = parts.next()?;
+    let path = parts.next()?.to_string();
+    let mut range = None;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("range") {
+                range = Some(v.trim().to_string());
+            }
+        }
+    }
+    Some((path, range))
+}
+
+/// `bytes=N-` or `bytes=N-M` (the end is ignored: the server always sends to the end).
+fn parse_range(spec: &str) -> Option<u64> {
+    let rest = spec.strip_prefix("bytes=")?;
+    let (start, _) = rest.split_once('-')?;
+    start.trim().parse().ok()
+}
+
+/// Writes the response; returns the connection when it should be closed gracefully.
+///
+/// `active` is released just before the last write: the client cannot have read the end of the
+/// response before then, so requests counted as in flight here were in flight at the client too.
+fn respond(
+    mut conn: TcpStream,
+    plan: Plan,
+    active: ActiveGuard,
+) -> std::io::Result<Option<TcpStream>> {
+    let mut active = Some(active);
+    match plan {
+        Plan::Status(code) => {
+            drop(active.take());
+            let msg = format!("{code}\n");
+            write!(
+                conn,
+                "HTTP/1.1 {code} {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
+                reason(code),
+                msg.len()
+            )?;
+        }
+        Plan::Stall(d) => {
+            drop(active.take());
+            write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\nConnection: close\r\n\r\n"
+            )?;
+            conn.flush()?;
+            thread::sleep(d);
+        }
+        Plan::Serve {
+            body,
+            start,
+            partial,
+            advertise,
+            drop_after,
+            pace,
+        } => {
+            let total = body.len();
+            let len = total - start;
+            let mut head = if partial {
+                format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{total}\r\n",
+                    total - 1
+                )
+            } else {
+                "HTTP/1.1 200 OK\r\n".to_string()
+            };
+            head.push_str(&format!(
+                "Content-Length: {len}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n"
+            ));
+            if advertise {
+                head.push_str("Accept-Ranges: bytes\r\n");
+            }
+            head.push_str("\r\n");
+            conn.write_all(head.as_bytes())?;
+            let limit = drop_after.map_or(len, |k| k.min(len));
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut sent = 0u64;
+            if limit == 0 {
+                drop(active.take());
+            }
+            while sent < limit {
+                let n = (limit - sent).min(buf.len() as u64) as usize;
+                if sent > 0 {
+                    if let Some(p) = pace {
+                        thread::sleep(p);
+                    }
+                }
+                body.fill(start + sent, &mut buf[..n]);
+                if sent + n as u64 == limit {
+                    drop(active.take());
+                }
+                conn.write_all(&buf[..n])?;
+                sent += n as u64;
+            }
+            conn.flush()?;
+            if drop_after.is_some() && limit < len {
+                // An abrupt close mid-body, as a broken connection looks to the client.
+                let _ = conn.shutdown(Shutdown::Both);
+                return Ok(None);
+            }
+        }
+    }
+    conn.flush()?;
+    Ok(Some(conn))
+}
+
+/// Lets the client read everything before the socket is dropped (avoids a RST on close).
+fn drain(mut conn: TcpStream) {
+    let _ = conn.shutdown(Shutdown::Write);
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut sink = [0u8; 512];
+    while matches!(conn.read(&mut sink), Ok(n) if n > 0) {}
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        206 => "Partial Content",
+        404 => "Not Found",
+        416 => "Range Not Satisfiable",
+        500 => "Internal Server Error",
+        _ => "Status",
+    }
+}
+
+fn mix(seed: u64, block: u64) -> u64 {
+    // splitmix64 finaliser over (seed, block index): any offset can be produced independently,
+    // which is what serving a Range of a generated body needs.
+    let mut z = seed.wrapping_add(block.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Fills `buf` with the generated stream for `seed` starting at byte `offset`.
+pub fn fill_generated(seed: u64, mut offset: u64, buf: &mut [u8]) {
+    let mut i = 0;
+    while i < buf.len() {
+        let within = (offset % 8) as usize;
+        let bytes = mix(seed, offset / 8).to_le_bytes();
+        let n = (8 - within).min(buf.len() - i);
+        buf[i..i + n].copy_from_slice(&bytes[within..within + n]);
+        i += n;
+        offset += n as u64;
+    }
+}
+
+/// The generated stream as a `Read`, so a test can hash it without holding it.
+pub struct GeneratedReader {
+    pub seed: u64,
+    pub pos: u64,
+    pub len: u64,
+}
+
+impl Read for GeneratedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (self.len - self.pos).min(buf.len() as u64) as usize;
+        fill_generated(self.seed, self.pos, &mut buf[..n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Deterministic pseudo-random bytes (for fixture binaries).
+pub fn generated_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    fill_generated(seed, 0, &mut v);
+    v
+}

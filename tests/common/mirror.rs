@@ -1,0 +1,137 @@
+//! A local mirror in the upstream host/path layout, built from real (small) archives, and a
+//! profile whose digests pin them. What `--mirror file://...` or an HTTP server on loopback serves.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use sha2::{Digest, Sha256, Sha512};
+
+pub struct Mirror {
+    /// Root of the mirror: `<root>/github.com/...`, `<root>/dl.k8s.io/...`.
+    pub root: PathBuf,
+    /// Profile pinning the mirror's files for `arch`.
+    pub profile: PathBuf,
+    /// Upstream URL path (host/path) -> bytes, for serving over HTTP.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+fn exe(name: &str) -> Vec<u8> {
+    // A real script, so a test that installs it can also run it.
+    format!("#!/bin/sh\necho \"{name} stand-in $*\"\n").into_bytes()
+}
+
+fn targz(entries: &[(&str, Vec<u8>, bool)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+    for (path, data, is_dir) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        if *is_dir {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_size(0);
+            b.append_data(&mut h, path, std::io::empty()).unwrap();
+        } else {
+            h.set_mode(0o755);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, path, &data[..]).unwrap();
+        }
+    }
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+fn f(path: &str, data: Vec<u8>) -> (&str, Vec<u8>, bool) {
+    (path, data, false)
+}
+
+/// Builds the mirror for `arch` under `dir` and a profile (`profile_base` with that arch's
+/// digests replaced). Any other text replacement can be applied to the profile with `edit`.
+pub fn build(dir: &Path, arch: &str, edit: &dyn Fn(String) -> String) -> Mirror {
+    let containerd = targz(&[
+        ("bin/", vec![], true),
+        f("bin/containerd", exe("containerd")),
+        f(
+            "bin/containerd-shim-runc-v2",
+            exe("containerd-shim-runc-v2"),
+        ),
+        f("bin/ctr", exe("ctr")),
+    ]);
+    let crictl = targz(&[f("crictl", exe("crictl"))]);
+    let cni = targz(&[
+        ("./", vec![], true),
+        f("./bridge", exe("bridge")),
+        f("./host-local", exe("host-local")),
+        f("./loopback", exe("loopback")),
+    ]);
+    let node = targz(&[
+        f("kubernetes/node/bin/kubelet", exe("kubelet")),
+        f("kubernetes/node/bin/kube-proxy", exe("kube-proxy")),
+        f("kubernetes/node/bin/kubeadm", exe("kubeadm")),
+    ]);
+    let etcd = targz(&[f(&format!("etcd-v3.5.15-linux-{arch}/etcd"), exe("etcd"))]);
+    let runc = exe("runc");
+    let files: Vec<(String, Vec<u8>, &str, bool)> = vec![
+        (format!("github.com/containerd/containerd/releases/download/v1.7.20/containerd-1.7.20-linux-{arch}.tar.gz"), containerd, "containerd", false),
+        (format!("github.com/opencontainers/runc/releases/download/v1.1.13/runc.{arch}"), runc, "runc", false),
+        (format!("github.com/kubernetes-sigs/cri-tools/releases/download/v1.31.1/crictl-v1.31.1-linux-{arch}.tar.gz"), crictl, "crictl", false),
+        (format!("github.com/containernetworking/plugins/releases/download/v1.5.1/cni-plugins-linux-{arch}-v1.5.1.tgz"), cni, "cni-plugins", false),
+        (format!("dl.k8s.io/v1.31.0/kubernetes-node-linux-{arch}.tar.gz"), node, "kubernetes-node", true),
+        (format!("github.com/etcd-io/etcd/releases/download/v3.5.15/etcd-v3.5.15-linux-{arch}.tar.gz"), etcd, "etcd", false),
+    ];
+    let root = dir.join("mirror");
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/kthw-1.31.yaml"),
+    )
+    .unwrap();
+    let mut profile = String::new();
+    let mut component = String::new();
+    let digests: std::collections::HashMap<&str, String> = files
+        .iter()
+        .map(|(_, data, comp, sha512)| {
+            let d = if *sha512 {
+                format!("sha512:{}", hex::encode(Sha512::digest(data)))
+            } else {
+                format!("sha256:{}", hex::encode(Sha256::digest(data)))
+            };
+            (*comp, d)
+        })
+        .collect();
+    for line in base.lines() {
+        let t = line.trim_start();
+        let bare = line.split('#').next().unwrap_or("").trim_end();
+        if line.starts_with("  ") && !line.starts_with("   ") && bare.ends_with(':') {
+            component = bare.trim().trim_end_matches(':').to_string();
+        }
+        if t.starts_with(&format!("{arch}: sha")) {
+            let indent = &line[..line.len() - t.len()];
+            profile.push_str(&format!(
+                "{indent}{arch}: {}\n",
+                digests[component.as_str()]
+            ));
+        } else {
+            profile.push_str(line);
+            profile.push('\n');
+        }
+    }
+    for (path, data, _, _) in &files {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+    }
+    let profile_path = dir.join("profile.yaml");
+    std::fs::write(&profile_path, edit(profile)).unwrap();
+    Mirror {
+        root,
+        profile: profile_path,
+        files: files.into_iter().map(|(p, d, _, _)| (p, d)).collect(),
+    }
+}
+
+impl Mirror {
+    pub fn file_url(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+}

@@ -437,6 +437,12 @@ fn iso_input(p: &Utf8PathBuf, name: Option<&str>) -> anyhow::Result<IsoFile> {
     Ok(IsoFile {
         name,
         data: IsoData::Path(p.clone().into_std_path_buf()),
-        mode: meta.permissions().mode() & 0o7777,
+        // Two modes only, so the image depends on names and contents, not on the umask that
+        // made the inputs; a file others cannot read (user-data with keys) stays private.
+        mode: if meta.permissions().mode() & 0o044 == 0 {
+            0o600
+        } else {
+            0o644
+        },
     })
 }

@@ -22,30 +22,48 @@ done
 cargo build --quiet --release --manifest-path "$root/Cargo.toml"
 IMAGEGEN="$root/target/release/imagegen"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/imagegen-bench.XXXXXX")
+# BENCH_DIR keeps the generated mirror between runs (it is made once); default: a temp dir.
+keep=${BENCH_DIR:+1}
+work=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/imagegen-bench.XXXXXX")}
+mkdir -p "$work"
 chmod 755 "$work"   # nginx workers started by root run unprivileged
 nginx_pid=
 cleanup() {
   if [ -n "$nginx_pid" ]; then kill "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
+  if [ -z "$keep" ]; then rm -rf "$work"; else rm -rf "$work/cache" "$work/out"; fi
 }
 trap cleanup EXIT
 
-# Release archives in the upstream layouts, with roughly the real uncompressed sizes (MiB).
-# Random content: it compresses like the real (already dense) Go binaries do, a little worse.
+# Release archives in the upstream layouts, with roughly the real sizes.
 www="$work/www"
-mk() { mkdir -p "$(dirname "$1")"; head -c "$(($2 * 1024 * 1024))" /dev/urandom >"$1"; chmod 755 "$1"; }
+if [ ! -f "$work/profile.yaml" ]; then
+# Content: real ELF binaries and libraries of this machine, concatenated, so the archives
+# compress about like the real Go binaries do (random bytes would not compress at all).
+pool="$work/pool"
+find /usr/bin /usr/lib /usr/libexec -type f -size +64k -print0 2>/dev/null | sort -z \
+  | xargs -0 cat 2>/dev/null | head -c $((700 * 1024 * 1024)) >"$pool" || true
+pool_mib=$(($(stat -c %s "$pool") / 1048576))
+offset=0
+mk() { # path MiB: the next MiB of the pool (wrapping), so no two files are alike
+  mkdir -p "$(dirname "$1")"
+  if [ $((offset + $2)) -gt "$pool_mib" ]; then offset=0; fi
+  dd if="$pool" of="$1" bs=1M skip="$offset" count="$2" status=none
+  offset=$((offset + $2))
+  chmod 755 "$1"
+}
 s="$work/src"
-mk "$s/containerd/bin/containerd" 50; mk "$s/containerd/bin/containerd-shim-runc-v2" 12
+# Uncompressed sizes of the v1.31-era releases, MiB.
+mk "$s/containerd/bin/containerd" 52; mk "$s/containerd/bin/containerd-shim-runc-v2" 12
 mk "$s/containerd/bin/ctr" 25; mk "$s/containerd/bin/containerd-stress" 22
-mk "$s/runc.$ARCH" 10
-mk "$s/crictl/crictl" 40
+mk "$s/runc.$ARCH" 11
+mk "$s/crictl/crictl" 55
 for p in bandwidth bridge dhcp dummy firewall host-device host-local ipvlan loopback macvlan portmap ptp sbr static tap tuning vlan vrf; do
-  mk "$s/cni/$p" 4
+  mk "$s/cni/$p" 5
 done
-mk "$s/node/kubernetes/node/bin/kubelet" 75; mk "$s/node/kubernetes/node/bin/kube-proxy" 60
-mk "$s/node/kubernetes/node/bin/kubeadm" 45; mk "$s/node/kubernetes/node/bin/kubectl" 50
-mk "$s/etcd/etcd-v3.5.15-linux-$ARCH/etcd" 22
+mk "$s/node/kubernetes/node/bin/kubelet" 77; mk "$s/node/kubernetes/node/bin/kube-proxy" 63
+mk "$s/node/kubernetes/node/bin/kubeadm" 57; mk "$s/node/kubernetes/node/bin/kubectl" 55
+mk "$s/etcd/etcd-v3.5.15-linux-$ARCH/etcd" 23; mk "$s/etcd/etcd-v3.5.15-linux-$ARCH/etcdctl" 17
+rm -f "$pool"
 gh="$www/github.com"
 d="$gh/containerd/containerd/releases/download/v1.7.20"; mkdir -p "$d"
 tar -C "$s/containerd" -czf "$d/containerd-1.7.20-linux-$ARCH.tar.gz" bin
@@ -91,6 +109,7 @@ for l in lines:
     out.append(l)
 print("\n".join(out))
 PY
+fi
 total=$(du -sm "$www" | cut -f1)
 
 mkdir -p "$work/logs"

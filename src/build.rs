@@ -136,6 +136,23 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
             let archive = payload::archive_name(role.role);
             let overlay_root = st.join("overlay").join(name);
             let archive_path = st.join(&archive);
+            // Roles that install the same files (control and worker today) share one staging and
+            // packing: their trees and archives are hard links to the first one's.
+            if let Some((_, twin)) = overlays
+                .iter()
+                .find(|(r, _)| plan.role(**r).is_some_and(|p| p.installs == role.installs))
+            {
+                let twin_root = st.join("overlay").join(twin.role.as_str());
+                carry_over_tree(&twin_root, &overlay_root)?;
+                link_or_copy(&twin.archive, &archive_path)?;
+                let ov = Overlay {
+                    role: name.to_string(),
+                    archive: archive_path,
+                    ..twin.clone()
+                };
+                overlays.insert(role.role, ov);
+                continue;
+            }
             carry_over_tree(&prev.join("overlay").join(name), &overlay_root)?;
             for f in [archive.clone(), format!("{archive}.stamp")] {
                 carry_over_file(&prev.join(&f), &st.join(&f))?;

@@ -131,6 +131,9 @@ fn embed_build_writes_seed_isos_that_validate() {
         assert!(paths.contains(&p), "{p} not in manifest: {paths:?}");
     }
     assert!(!paths.contains(&"/usr/local/bin/kubeadm"));
+
+    // The embed payload's user-data and first-boot script, pinned (fixture PKI, test mirror).
+    insta::assert_snapshot!("embed-amd64-worker0-user-data", ud);
 }
 
 #[test]
@@ -212,6 +215,8 @@ fn shared_payload_writes_one_iso_per_role() {
     }
     assert!(!arch.join("worker0/overlay-worker.cpio.gz").exists());
     let ud = std::fs::read_to_string(arch.join("worker0/user-data")).unwrap();
+    let script = &ud[ud.find("# Payload:").unwrap()..ud.find("systemctl daemon-reload").unwrap()];
+    insta::assert_snapshot!("shared-amd64-worker0-payload-block", script);
     assert!(
         ud.contains("/dev/disk/by-label/payload-worker"),
         "user-data must mount the payload drive"

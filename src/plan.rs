@@ -11,7 +11,7 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::profile::{self, Addressing, Arch, Cni, ComponentKey, Profile, Role};
+use crate::profile::{self, Arch, Cluster, Cni, ComponentKey, Profile, Role};
 
 /// One pinned, downloadable file for one architecture.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -98,21 +98,6 @@ pub struct RolePlan {
     pub kernel_modules: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct ClusterPlan {
-    pub pod_cidr: Ipv4Net,
-    pub service_cidr: Ipv4Net,
-    pub cluster_dns: Ipv4Addr,
-    pub cluster_domain: String,
-    pub api_endpoint: String,
-    pub host_network: Ipv4Net,
-    pub gateway: Ipv4Addr,
-    pub dns: Vec<Ipv4Addr>,
-    pub addressing: Addressing,
-    pub cni: Cni,
-    pub cni_spec_version: Option<String>,
-}
-
 /// Everything a build of one architecture will produce, as data. `imagegen plan --json`
 /// prints this; its field names are an interface.
 #[derive(Clone, Debug, Serialize)]
@@ -120,7 +105,7 @@ pub struct Plan {
     pub profile: String,
     pub profile_source: String,
     pub arch: Arch,
-    pub cluster: ClusterPlan,
+    pub cluster: Cluster,
     pub vms: Vec<VmPlan>,
     /// Artifacts the roles of this build need, in profile order.
     pub artifacts: Vec<Artifact>,
@@ -226,24 +211,11 @@ pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
         roles.push(role_plan(role, members, cni));
     }
 
-    let c = &profile.cluster;
     Ok(Plan {
         profile: profile.name.clone(),
         profile_source: profile.source.clone(),
         arch,
-        cluster: ClusterPlan {
-            pod_cidr: c.pod_cidr,
-            service_cidr: c.service_cidr,
-            cluster_dns: c.cluster_dns,
-            cluster_domain: c.cluster_domain.clone(),
-            api_endpoint: c.api_endpoint.clone(),
-            host_network: c.host_network,
-            gateway: c.gateway,
-            dns: c.dns.clone(),
-            addressing: c.addressing,
-            cni,
-            cni_spec_version: c.cni_spec_version.clone(),
-        },
+        cluster: profile.cluster.clone(),
         vms,
         artifacts,
         pinned_only,

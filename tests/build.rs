@@ -331,3 +331,61 @@ fn fetch_then_offline_build_and_cache_import() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("stray.bin"));
 }
+
+#[path = "../src/test_http.rs"]
+mod test_http;
+
+#[test]
+fn fetch_over_http_from_a_loopback_mirror_then_from_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = mirror::build(tmp.path(), "arm64", &|p| p);
+    let server = test_http::TestServer::start();
+    for (path, data) in &m.files {
+        server.add(&format!("/mirror/{path}"), data.clone());
+    }
+    let mirror_url = format!("{}/mirror", server.base());
+    let cache = tmp.path().join("cache");
+    let args = [
+        "fetch",
+        "--arch",
+        "arm64",
+        "--quiet",
+        "--jobs",
+        "3",
+        "--profile",
+        m.profile.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+        "--mirror",
+        &mirror_url,
+    ];
+    let o = run_ok(&args);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("(6 downloaded, 0 already cached)"));
+    assert_eq!(server.total_hits(), 6);
+    assert!(server.max_concurrent() <= 3);
+    let o = run_ok(&args);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("(0 downloaded, 6 already cached)"));
+    assert_eq!(
+        server.total_hits(),
+        6,
+        "a warm fetch asks the server nothing"
+    );
+    // The build resolves from the same cache and never needs the server again.
+    drop(server);
+    run_ok(&[
+        "build",
+        "--arch",
+        "arm64",
+        "--quiet",
+        "--offline",
+        "--pki",
+        "tests/fixtures/pki",
+        "--profile",
+        m.profile.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+        "--out",
+        tmp.path().join("out").to_str().unwrap(),
+    ]);
+    assert!(tmp.path().join("out/arm64/worker1/seed.iso").is_file());
+}

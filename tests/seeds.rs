@@ -61,18 +61,32 @@ fn golden_default_seed_iso_digests() {
     use sha2::{Digest, Sha256};
     for arch in ["arm64", "amd64"] {
         let tmp = tempfile::tempdir().unwrap();
-        build_fixed("profiles/kthw-1.31.yaml", arch, tmp.path(), &["--payload", "fetch"]);
+        build_fixed(
+            "profiles/kthw-1.31.yaml",
+            arch,
+            tmp.path(),
+            &["--payload", "fetch"],
+        );
         let mut listing = String::new();
         let mut isos = Vec::new();
-        for vm in ["gateway", "control0", "control1", "control2", "worker0", "worker1", "worker2"] {
+        for vm in [
+            "gateway", "control0", "control1", "control2", "worker0", "worker1", "worker2",
+        ] {
             let iso = tmp.path().join(arch).join(vm).join("seed.iso");
             let bytes = std::fs::read(&iso).unwrap();
-            listing.push_str(&format!("{}  {vm}/seed.iso\n", hex::encode(Sha256::digest(&bytes))));
+            listing.push_str(&format!(
+                "{}  {vm}/seed.iso\n",
+                hex::encode(Sha256::digest(&bytes))
+            ));
             isos.push(iso);
         }
         insta::assert_snapshot!(format!("default-{arch}-seed-iso-sha256"), listing);
         let out = Command::new(validate_seed()).args(&isos).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
 

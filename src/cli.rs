@@ -418,7 +418,16 @@ fn seed_iso(a: &SeedIsoArgs) -> anyhow::Result<()> {
         },
         &files,
     )
-    .with_context(|| format!("writing {}", a.output))
+    .with_context(|| format!("writing {}", a.output))?;
+    // An image holding a private input (user-data with keys) is as private as that input.
+    if files.iter().any(|f| f.mode == 0o600) {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs_err::set_permissions(
+            a.output.as_std_path(),
+            std::fs::Permissions::from_mode(0o600),
+        )?;
+    }
+    Ok(())
 }
 
 fn iso_input(p: &Utf8PathBuf, name: Option<&str>) -> anyhow::Result<IsoFile> {

@@ -249,6 +249,21 @@ fn secrets_are_private_and_never_printed() {
     }
     let ud = tmp.path().join("amd64/worker0/user-data");
     assert_eq!(mode(&ud), 0o600, "user-data holds keys");
+    assert_eq!(
+        mode(&tmp.path().join("amd64/worker0/seed.iso")),
+        0o600,
+        "the seed ISO holds keys"
+    );
+    // Repacking a seed directory by hand keeps the image private too.
+    let repacked = tmp.path().join("repacked.iso");
+    run_ok(&[
+        "seed-iso",
+        "-o",
+        repacked.to_str().unwrap(),
+        ud.to_str().unwrap(),
+        tmp.path().join("amd64/worker0/meta-data").to_str().unwrap(),
+    ]);
+    assert_eq!(mode(&repacked), 0o600);
     let text = std::fs::read_to_string(&ud).unwrap();
     // In write_files, keys and kubeconfigs are 0600 too.
     let doc: Vec<&str> = text.split("- path: ").collect();

@@ -9,14 +9,23 @@
 //!
 //! Sources for an artifact, in order: each mirror (`mirror_url(mirror, artifact.url)`), then the
 //! upstream URL. With `offline`, only `file://` mirrors are tried.
+//!
+//! At most `jobs` connections are open at once. Each artifact starts as one stream, hashed as it
+//! arrives. Once no artifact is left to start, a free connection takes over the second half of the
+//! largest range still left of a running download of at least 16 MiB whose source (the same URL)
+//! said `Accept-Ranges: bytes` (see `Split`); pieces are written at their offsets into the same
+//! temp file, and the part that did not come through the first stream is hashed from the file
+//! before the digest is checked. A server that does not answer the first such request with the
+//! range asked for gets one stream for that file, as before.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -53,7 +62,8 @@ pub struct ResolveOptions {
     pub mirrors: Vec<String>,
     /// Never use the network; `file://` mirrors are still read.
     pub offline: bool,
-    /// Downloads at once (0 is taken as 1).
+    /// Connections at once (0 is taken as 1), shared by all downloads: a large file may use
+    /// several of them near the end of a run.
     pub jobs: usize,
     pub progress: Progress,
     pub connect_timeout: Duration,
@@ -104,8 +114,8 @@ pub struct Resolved {
     pub origin: Origin,
 }
 
-/// Makes every artifact available in the cache, downloading what is missing (at most `opts.jobs`
-/// at once; artifacts sharing a digest are fetched once). Returns one entry per input, in input
+/// Makes every artifact available in the cache, downloading what is missing (over at most
+/// `opts.jobs` connections at once; artifacts sharing a digest are fetched once). Returns one entry per input, in input
 /// order. On failure the error lists every artifact that could not be resolved.
 pub fn resolve(artifacts: &[Artifact], opts: &ResolveOptions) -> Result<Vec<Resolved>> {
     let cache = Cache::open(&opts.cache_dir)?;
@@ -122,23 +132,34 @@ pub fn resolve(artifacts: &[Artifact], opts: &ResolveOptions) -> Result<Vec<Reso
         .collect();
 
     let reporter = Reporter::new(opts.progress, unique.len());
+    let pool = Pool::new(unique.len());
     let ctx = Ctx {
         cache: &cache,
         opts,
         reporter: &reporter,
+        pool: &pool,
         client: Mutex::new(None),
     };
     let outcomes: Mutex<Vec<Option<Outcome>>> =
         Mutex::new((0..unique.len()).map(|_| None).collect());
-    let next = AtomicUsize::new(0);
-    let workers = opts.jobs.max(1).min(unique.len());
+    // Each worker holds at most one connection: `jobs` bounds the connections, not the files.
+    let workers = if unique.is_empty() {
+        0
+    } else {
+        opts.jobs.max(1)
+    };
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(art) = unique.get(i) else { break };
-                let outcome = resolve_one(&ctx, art);
-                lock(&outcomes)[i] = Some(outcome);
+                match pool.next_job() {
+                    Job::Artifact(i) => {
+                        let _running = Running(&pool);
+                        let outcome = resolve_one(&ctx, unique[i]);
+                        lock(&outcomes)[i] = Some(outcome);
+                    }
+                    Job::Piece(split, i) => help(&ctx, &split, i),
+                    Job::Exit => break,
+                }
             });
         }
     });
@@ -447,6 +468,16 @@ impl Cache {
 // ---------------------------------------------------------------------------------------------
 // Fetching
 
+/// Files at least this large may be fetched over several connections at once, when the server
+/// honours `Range`: real download hosts limit each connection's rate, so one connection per file
+/// leaves the largest file alone bounding the whole run.
+const SPLIT_MIN_LEN: u64 = 16 * 1024 * 1024;
+/// Smallest share a connection takes over from another. Below this, a new request (a round trip,
+/// maybe a TLS handshake) costs about as much as it saves.
+const SPLIT_MIN_PIECE: u64 = 4 * 1024 * 1024;
+/// Read size of one HTTP body read.
+const CHUNK: usize = 64 * 1024;
+
 enum Outcome {
     Ready {
         path: PathBuf,
@@ -463,6 +494,7 @@ struct Ctx<'a> {
     cache: &'a Cache,
     opts: &'a ResolveOptions,
     reporter: &'a Reporter,
+    pool: &'a Pool,
     /// Built on first use, so runs served from the cache never start reqwest's runtime.
     client: Mutex<Option<Client>>,
 }
@@ -486,8 +518,330 @@ impl Ctx<'_> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn wait<'a, T>(cv: &Condvar, g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    cv.wait(g).unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Hands out the `jobs` connections: each worker holds at most one, takes every artifact once
+/// (cache lookup, then its download), and once none is left helps a running download that is worth
+/// splitting (see [`Split`]).
+struct Pool {
+    state: Mutex<PoolState>,
+    wake: Condvar,
+}
+
+struct PoolState {
+    next: usize,
+    total: usize,
+    /// Artifacts taken and not finished: while any is, an idle worker may still get a piece.
+    running: usize,
+    splits: Vec<Arc<Split>>,
+}
+
+enum Job {
+    Artifact(usize),
+    Piece(Arc<Split>, usize),
+    Exit,
+}
+
+impl Pool {
+    fn new(total: usize) -> Pool {
+        Pool {
+            state: Mutex::new(PoolState {
+                next: 0,
+                total,
+                running: 0,
+                splits: Vec::new(),
+            }),
+            wake: Condvar::new(),
+        }
+    }
+
+    fn next_job(&self) -> Job {
+        let mut st = lock(&self.state);
+        loop {
+            if st.next < st.total {
+                st.next += 1;
+                st.running += 1;
+                return Job::Artifact(st.next - 1);
+            }
+            let mut offers: Vec<(u64, &Arc<Split>)> = st
+                .splits
+                .iter()
+                .filter_map(|s| s.stealable().map(|left| (left, s)))
+                .collect();
+            // The largest share left anywhere: that is the download that would finish last.
+            offers.sort_by_key(|(left, _)| std::cmp::Reverse(*left));
+            if let Some(job) = offers
+                .into_iter()
+                .find_map(|(_, s)| s.steal().map(|i| Job::Piece(Arc::clone(s), i)))
+            {
+                return job;
+            }
+            if st.running == 0 {
+                return Job::Exit;
+            }
+            st = wait(&self.wake, st);
+        }
+    }
+
+    /// Wakes idle workers after something they wait for changed. Taking the lock first means a
+    /// worker between its check and its wait cannot miss this.
+    fn poke(&self) {
+        drop(lock(&self.state));
+        self.wake.notify_all();
+    }
+
+    fn add(&self, split: Arc<Split>) {
+        lock(&self.state).splits.push(split);
+        self.wake.notify_all();
+    }
+
+    fn remove(&self, split: &Arc<Split>) {
+        lock(&self.state).splits.retain(|s| !Arc::ptr_eq(s, split));
+    }
+}
+
+/// Marks an artifact finished even if resolving it panicked, so idle workers can still exit.
+struct Running<'a>(&'a Pool);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.state).running -= 1;
+        self.0.wake.notify_all();
+    }
+}
+
+/// One download fetched over several connections, each filling its own byte range (piece) of the
+/// same temp file. It starts as the ordinary single stream (`pieces[0]`, from offset 0, hashed as
+/// it arrives); a connection with nothing else to do takes over the second half of the largest
+/// piece still left ([`Split::steal`]), so all connections keep busy until the end and finish
+/// together. The first such request is a probe: until it answered 206 with the range asked for, no
+/// other piece is handed out, and if it did not, the first stream simply goes on to the end.
+struct Split {
+    url: String,
+    len: u64,
+    file: std::fs::File,
+    meter: Meter,
+    state: Mutex<SplitState>,
+    changed: Condvar,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Piece {
+    /// Next offset to write (bytes before it are claimed by the connection filling this piece).
+    pos: u64,
+    /// Exclusive; only ever lowered, when another connection takes over the rest.
+    end: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe {
+    Untested,
+    /// Piece `.0` is the first ranged request; its answer decides.
+    Pending(usize),
+    Confirmed,
+    Refused,
+}
+
+struct SplitState {
+    pieces: Vec<Piece>,
+    probe: Probe,
+    /// Pieces other than `pieces[0]` being fetched right now.
+    helpers: usize,
+    /// No more pieces are handed out.
+    closed: bool,
+    /// Every connection stops at its next read (a piece failed, or the first stream gave up).
+    stop: bool,
+    failure: Option<anyhow::Error>,
+}
+
+/// What a connection may do with the bytes it just read.
+enum Claim {
+    /// Write `len` bytes at `at`; `done` when that completes the piece.
+    Write {
+        at: u64,
+        len: u64,
+        done: bool,
+    },
+    Stop,
+}
+
+impl Split {
+    fn new(url: &str, len: u64, file: std::fs::File, meter: Meter, have: u64) -> Split {
+        Split {
+            url: url.to_string(),
+            len,
+            file,
+            meter,
+            state: Mutex::new(SplitState {
+                pieces: vec![Piece {
+                    pos: have,
+                    end: len,
+                }],
+                probe: Probe::Untested,
+                helpers: 0,
+                closed: false,
+                stop: false,
+                failure: None,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// The size of the largest piece a steal would split, if one may happen now.
+    fn stealable(&self) -> Option<u64> {
+        let st = lock(&self.state);
+        Self::victim(&st).map(|(_, left)| left)
+    }
+
+    fn victim(st: &SplitState) -> Option<(usize, u64)> {
+        if st.closed || st.stop || matches!(st.probe, Probe::Pending(_) | Probe::Refused) {
+            return None;
+        }
+        st.pieces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i, p.end - p.pos))
+            .max_by_key(|&(_, left)| left)
+            .filter(|&(_, left)| left >= 2 * SPLIT_MIN_PIECE)
+    }
+
+    /// Takes over the second half of the largest piece left; the caller must fetch the returned
+    /// piece with [`help`].
+    fn steal(&self) -> Option<usize> {
+        Self::steal_locked(&mut lock(&self.state))
+    }
+
+    fn steal_locked(st: &mut SplitState) -> Option<usize> {
+        let (i, left) = Self::victim(st)?;
+        let mid = st.pieces[i].pos + left / 2;
+        let piece = Piece {
+            pos: mid,
+            end: st.pieces[i].end,
+        };
+        st.pieces[i].end = mid;
+        st.pieces.push(piece);
+        let idx = st.pieces.len() - 1;
+        if st.probe == Probe::Untested {
+            st.probe = Probe::Pending(idx);
+        }
+        st.helpers += 1;
+        Some(idx)
+    }
+
+    /// The `(pos, end)` still to fetch for piece `idx`; `None` when there is nothing to do.
+    fn range(&self, idx: usize) -> Option<(u64, u64)> {
+        let st = lock(&self.state);
+        let p = st.pieces[idx];
+        (!st.stop && p.pos < p.end).then_some((p.pos, p.end))
+    }
+
+    fn first_end(&self) -> u64 {
+        lock(&self.state).pieces[0].end
+    }
+
+    /// Claims up to `n` bytes for piece `idx`. The first stream does not cut its data short while
+    /// the probe is out: if ranges turn out not to work, it has to go on to the end of the file.
+    fn claim(&self, idx: usize, n: u64) -> Claim {
+        let mut st = lock(&self.state);
+        loop {
+            if st.stop {
+                return Claim::Stop;
+            }
+            let p = st.pieces[idx];
+            let room = p.end - p.pos;
+            if idx == 0 && n >= room && matches!(st.probe, Probe::Pending(_)) {
+                st = wait(&self.changed, st);
+                continue;
+            }
+            let len = n.min(room);
+            st.pieces[idx].pos += len;
+            return Claim::Write {
+                at: p.pos,
+                len,
+                done: len == room,
+            };
+        }
+    }
+
+    /// Piece `idx` got the answer it asked for. True if that settled the probe.
+    fn confirm(&self, idx: usize) -> bool {
+        let mut st = lock(&self.state);
+        if st.probe != Probe::Pending(idx) {
+            return false;
+        }
+        st.probe = Probe::Confirmed;
+        self.changed.notify_all();
+        true
+    }
+
+    /// If piece `idx` is the probe and it failed, gives its range back to the first stream (which
+    /// waits at the border for this) and stops splitting this file. True if it was the probe.
+    fn refuse(&self, idx: usize) -> bool {
+        let mut st = lock(&self.state);
+        if st.probe != Probe::Pending(idx) {
+            return false;
+        }
+        st.probe = Probe::Refused;
+        let p = st.pieces[idx];
+        st.pieces[0].end = p.end;
+        st.pieces[idx].end = p.pos;
+        self.changed.notify_all();
+        true
+    }
+
+    fn fail(&self, e: anyhow::Error) {
+        let mut st = lock(&self.state);
+        st.stop = true;
+        st.closed = true;
+        st.failure.get_or_insert(e);
+        self.changed.notify_all();
+    }
+
+    fn release(&self) {
+        lock(&self.state).helpers -= 1;
+        self.changed.notify_all();
+    }
+
+    /// For the first stream once its own piece is done: a piece of its own file to fetch next, or
+    /// `None` once every piece is done (or the download failed) and no more will be handed out.
+    fn next_for_owner(&self) -> Option<usize> {
+        let mut st = lock(&self.state);
+        loop {
+            if st.stop {
+                st.closed = true;
+                return None;
+            }
+            if let Some(i) = Self::steal_locked(&mut st) {
+                return Some(i);
+            }
+            if st.helpers == 0 {
+                st.closed = true;
+                return None;
+            }
+            st = wait(&self.changed, st);
+        }
+    }
+
+    /// Stops every connection of this file and waits until they are gone.
+    fn abort(&self) {
+        let mut st = lock(&self.state);
+        st.stop = true;
+        st.closed = true;
+        self.changed.notify_all();
+        while st.helpers > 0 {
+            st = wait(&self.changed, st);
+        }
+    }
+
+    fn take_failure(&self) -> Option<anyhow::Error> {
+        lock(&self.state).failure.take()
+    }
 }
 
 /// Why one source did not deliver the artifact.
@@ -564,7 +918,7 @@ fn fetch_from(ctx: &Ctx, art: &Artifact, url: &str) -> Result<PathBuf, SourceErr
     let digest = if url.starts_with("file:") {
         copy_file_url(url, &art.digest, tmp.as_file_mut(), &bar)?
     } else {
-        download(ctx, url, &art.digest, tmp.as_file_mut(), &bar)?
+        download(ctx, url, &art.digest, tmp.as_file(), &bar)?
     };
     // `tmp` is deleted on drop, so every early return leaves nothing behind.
     if digest != art.digest {
@@ -648,24 +1002,32 @@ enum Attempt {
     Retry(anyhow::Error),
     NotFound(StatusCode),
     Fatal(anyhow::Error),
+    /// Another connection of the same split download failed; its error is in the [`Split`].
+    Stopped,
 }
 
-/// The partial download: bytes in `out` and the hash of exactly those bytes.
+/// The first stream of a download: bytes `[0, have)` are in `out` and `hasher` has seen exactly
+/// those bytes.
 struct Partial<'a> {
-    out: &'a mut std::fs::File,
+    out: &'a std::fs::File,
     hasher: Hasher,
     algo: Algo,
     have: u64,
     /// The server said `Accept-Ranges: bytes`, so an interruption can continue with `Range`.
     resumable: bool,
+    /// Set once other connections may fetch parts of this file (this stream is `pieces[0]`).
+    split: Option<Arc<Split>>,
 }
 
 impl Partial<'_> {
     fn restart(&mut self, bar: &Bar) -> Result<(), Attempt> {
-        self.out
-            .set_len(0)
-            .and_then(|_| self.out.seek(SeekFrom::Start(0)).map(|_| ()))
-            .map_err(|e| Attempt::Fatal(anyhow!(e).context("truncating the partial download")))?;
+        match &self.split {
+            // Other connections' bytes are in the file: only this stream's piece starts over.
+            Some(s) => lock(&s.state).pieces[0].pos = 0,
+            None => self.out.set_len(0).map_err(|e| {
+                Attempt::Fatal(anyhow!(e).context("truncating the partial download"))
+            })?,
+        }
         self.hasher = Hasher::new(self.algo);
         bar.rewind(self.have);
         self.have = 0;
@@ -673,11 +1035,46 @@ impl Partial<'_> {
     }
 }
 
+/// Runs `attempt` until it succeeds, retrying connection errors, timeouts and 5xx with backoff.
+/// Errors come back as `NotFound`, `Stopped` or `Fatal` (with `what` in the message).
+fn with_retries(
+    ctx: &Ctx,
+    what: &str,
+    mut attempt: impl FnMut() -> Result<(), Attempt>,
+) -> Result<(), Attempt> {
+    let mut failures = 0u32;
+    loop {
+        match attempt() {
+            Err(Attempt::Retry(e)) => {
+                failures += 1;
+                if failures > ctx.opts.retries {
+                    return Err(Attempt::Fatal(
+                        e.context(format!("{what}: giving up after {failures} attempts")),
+                    ));
+                }
+                let delay = ctx
+                    .opts
+                    .retry_backoff
+                    .saturating_mul(1 << (failures - 1).min(16))
+                    .min(Duration::from_secs(30));
+                ctx.reporter.note(&format!(
+                    "{what}: {e:#}; retry {failures}/{} in {}",
+                    ctx.opts.retries,
+                    HumanDuration(delay)
+                ));
+                std::thread::sleep(delay);
+            }
+            Err(Attempt::Fatal(e)) => return Err(Attempt::Fatal(e.context(what.to_string()))),
+            other => return other,
+        }
+    }
+}
+
 fn download(
     ctx: &Ctx,
     url: &str,
     pinned: &Digest,
-    out: &mut std::fs::File,
+    out: &std::fs::File,
     bar: &Bar,
 ) -> Result<Digest, SourceError> {
     let client = ctx.client().map_err(SourceError::Other)?;
@@ -687,49 +1084,89 @@ fn download(
         algo: pinned.algo(),
         have: 0,
         resumable: false,
+        split: None,
     };
-    let mut failures = 0u32;
-    loop {
-        match attempt(&client, url, &mut part, bar) {
-            Ok(()) => break,
-            Err(Attempt::NotFound(status)) => {
-                return Err(SourceError::NotFound(format!(
-                    "{url}: not found (HTTP {status})"
-                )))
-            }
-            Err(Attempt::Fatal(e)) => return Err(SourceError::Other(e.context(url.to_string()))),
-            Err(Attempt::Retry(e)) => {
-                failures += 1;
-                if failures > ctx.opts.retries {
-                    return Err(SourceError::Other(
-                        e.context(format!("{url}: giving up after {failures} attempts")),
-                    ));
-                }
-                let delay = ctx
-                    .opts
-                    .retry_backoff
-                    .saturating_mul(1 << (failures - 1).min(16))
-                    .min(Duration::from_secs(30));
-                ctx.reporter.note(&format!(
-                    "{url}: {e:#}; retry {failures}/{} in {}",
-                    ctx.opts.retries,
-                    HumanDuration(delay)
-                ));
-                std::thread::sleep(delay);
-            }
+    let result = with_retries(ctx, url, || attempt(ctx, &client, url, &mut part, bar));
+    let Some(split) = part.split.take() else {
+        return match result {
+            Ok(()) => Ok(part.hasher.finish()),
+            Err(e) => Err(source_error(url, e)),
+        };
+    };
+    if result.is_ok() {
+        while let Some(i) = split.next_for_owner() {
+            help(ctx, &split, i);
         }
+    } else {
+        split.abort();
     }
-    Ok(std::mem::replace(&mut part.hasher, Hasher::new(part.algo)).finish())
+    ctx.pool.remove(&split);
+    if let Some(e) = split.take_failure() {
+        return Err(SourceError::Other(e));
+    }
+    result.map_err(|e| source_error(url, e))?;
+    // This stream hashed `[0, first_end)` as it arrived; the rest came over other connections.
+    let mut hasher = part.hasher;
+    let first_end = split.first_end();
+    hash_tail(out, first_end, split.len, &mut hasher)
+        .with_context(|| format!("reading back the download of {url}"))
+        .map_err(SourceError::Other)?;
+    Ok(hasher.finish())
 }
 
-fn attempt(client: &Client, url: &str, part: &mut Partial, bar: &Bar) -> Result<(), Attempt> {
+fn source_error(url: &str, e: Attempt) -> SourceError {
+    match e {
+        Attempt::NotFound(status) => {
+            SourceError::NotFound(format!("{url}: not found (HTTP {status})"))
+        }
+        Attempt::Fatal(e) | Attempt::Retry(e) => SourceError::Other(e),
+        Attempt::Stopped => SourceError::Other(anyhow!("{url}: download stopped")),
+    }
+}
+
+/// Feeds bytes `[from, len)` of `file` to `hasher`, sequentially.
+fn hash_tail(mut file: &std::fs::File, from: u64, len: u64, hasher: &mut Hasher) -> Result<()> {
+    file.seek(SeekFrom::Start(from))?;
+    let mut rest = file.take(len - from);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0u64;
+    loop {
+        let n = match rest.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        hasher.update(&buf[..n]);
+        got += n as u64;
+    }
+    if from + got != len {
+        bail!("the file has {} bytes, expected {len}", from + got);
+    }
+    Ok(())
+}
+
+fn attempt(
+    ctx: &Ctx,
+    client: &Client,
+    url: &str,
+    part: &mut Partial,
+    bar: &Bar,
+) -> Result<(), Attempt> {
     if part.have > 0 && !part.resumable {
         part.restart(bar)?;
     }
     let ranged = part.have > 0;
     let mut req = client.get(url);
     if ranged {
-        req = req.header(RANGE, format!("bytes={}-", part.have));
+        let spec = match &part.split {
+            Some(s) => match s.first_end() {
+                end if end < s.len => format!("bytes={}-{}", part.have, end - 1),
+                _ => format!("bytes={}-", part.have),
+            },
+            None => format!("bytes={}-", part.have),
+        };
+        req = req.header(RANGE, spec);
     }
     let mut resp = req.send().map_err(|e| classify(e, "request failed"))?;
     let status = resp.status();
@@ -744,13 +1181,7 @@ fn attempt(client: &Client, url: &str, part: &mut Partial, bar: &Bar) -> Result<
     }
     match status {
         StatusCode::PARTIAL_CONTENT if ranged => {
-            let start = resp
-                .headers()
-                .get(CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("bytes "))
-                .and_then(|v| v.split_once('-'))
-                .and_then(|(s, _)| s.parse::<u64>().ok());
+            let start = content_range(&resp).map(|(s, _, _)| s);
             if start != Some(part.have) {
                 // Continuing at the wrong offset would corrupt the file; start over instead.
                 part.resumable = false;
@@ -770,6 +1201,17 @@ fn attempt(client: &Client, url: &str, part: &mut Partial, bar: &Bar) -> Result<
                 .get(ACCEPT_RANGES)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("bytes")));
+            if part.split.is_none() && part.resumable && ctx.opts.jobs > 1 {
+                let len = resp.content_length().filter(|&l| l >= SPLIT_MIN_LEN);
+                // Without a second handle on the file other connections cannot write; then this
+                // stream simply fetches it alone.
+                if let (Some(len), Ok(file)) = (len, part.out.try_clone()) {
+                    bar.set_length(len);
+                    let split = Arc::new(Split::new(url, len, file, bar.meter.clone(), 0));
+                    ctx.pool.add(Arc::clone(&split));
+                    part.split = Some(split);
+                }
+            }
         }
         StatusCode::RANGE_NOT_SATISFIABLE => {
             part.resumable = false;
@@ -780,13 +1222,25 @@ fn attempt(client: &Client, url: &str, part: &mut Partial, bar: &Bar) -> Result<
         }
         _ => return Err(Attempt::Fatal(anyhow!("unexpected HTTP status {status}"))),
     }
-    if let Some(len) = resp.content_length() {
-        bar.set_length(part.have + len);
+    if part.split.is_none() {
+        if let Some(len) = resp.content_length() {
+            bar.set_length(part.have + len);
+        }
     }
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; CHUNK];
     loop {
         let n = match resp.read(&mut buf) {
-            Ok(0) => return Ok(()),
+            Ok(0) => match &part.split {
+                // The response ended before this stream's piece did.
+                Some(s) => {
+                    return Err(Attempt::Retry(anyhow!(
+                        "connection closed after {} of {} bytes",
+                        part.have,
+                        s.len
+                    )))
+                }
+                None => return Ok(()),
+            },
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
@@ -795,12 +1249,155 @@ fn attempt(client: &Client, url: &str, part: &mut Partial, bar: &Bar) -> Result<
                 ))
             }
         };
+        let (len, done) = match &part.split {
+            None => (n as u64, false),
+            Some(s) => match s.claim(0, n as u64) {
+                Claim::Write { at, len, done } => {
+                    debug_assert_eq!(at, part.have);
+                    (len, done)
+                }
+                Claim::Stop => return Err(Attempt::Stopped),
+            },
+        };
+        let data = &buf[..len as usize];
         part.out
-            .write_all(&buf[..n])
+            .write_all_at(data, part.have)
             .map_err(|e| Attempt::Fatal(anyhow!(e).context("writing the download to the cache")))?;
-        part.hasher.update(&buf[..n]);
-        part.have += n as u64;
-        bar.inc(n as u64);
+        part.hasher.update(data);
+        part.have += len;
+        bar.inc(len);
+        if done {
+            // Dropping the response closes the connection; the rest is another connection's.
+            return Ok(());
+        }
+    }
+}
+
+/// `(first, last, total)` of a `Content-Range: bytes first-last/total` header.
+fn content_range(resp: &reqwest::blocking::Response) -> Option<(u64, u64, u64)> {
+    let v = resp.headers().get(CONTENT_RANGE)?.to_str().ok()?;
+    let (range, total) = v.strip_prefix("bytes ")?.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    Some((
+        first.trim().parse().ok()?,
+        last.trim().parse().ok()?,
+        total.trim().parse().ok()?,
+    ))
+}
+
+/// Fetches piece `idx` of `split` (handed out by [`Split::steal`]): a ranged request per attempt,
+/// resuming where the last one stopped. Its failure fails the whole download from this source.
+fn help(ctx: &Ctx, split: &Split, idx: usize) {
+    struct Release<'a>(&'a Split);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            self.0.release();
+        }
+    }
+    let _release = Release(split);
+    let mut buf = vec![0u8; CHUNK];
+    let result = ctx.client().map_err(Attempt::Fatal).and_then(|client| {
+        with_retries(ctx, &split.url, || {
+            let r = fetch_piece(ctx, &client, split, idx, &mut buf);
+            // Nothing was written yet: the probe is only confirmed by a good answer.
+            if r.is_err() && split.refuse(idx) {
+                ctx.reporter.note(&format!(
+                    "{}: fetching it over one connection ({})",
+                    split.url,
+                    match &r {
+                        Err(Attempt::Retry(e) | Attempt::Fatal(e)) => format!("{e:#}"),
+                        Err(Attempt::NotFound(s)) => format!("HTTP {s} for a range"),
+                        _ => "stopped".into(),
+                    }
+                ));
+                return Ok(());
+            }
+            r
+        })
+    });
+    match result {
+        Ok(()) | Err(Attempt::Stopped) => {}
+        Err(Attempt::Fatal(e) | Attempt::Retry(e)) => split.fail(e),
+        Err(Attempt::NotFound(status)) => split.fail(anyhow!(
+            "{}: not found (HTTP {status}) when asking for a range of it",
+            split.url
+        )),
+    }
+}
+
+fn fetch_piece(
+    ctx: &Ctx,
+    client: &Client,
+    split: &Split,
+    idx: usize,
+    buf: &mut [u8],
+) -> Result<(), Attempt> {
+    let Some((pos, end)) = split.range(idx) else {
+        return Ok(());
+    };
+    let mut resp = client
+        .get(&split.url)
+        .header(RANGE, format!("bytes={pos}-{}", end - 1))
+        .send()
+        .map_err(|e| classify(e, "request failed"))?;
+    let status = resp.status();
+    if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+        return Err(Attempt::NotFound(status));
+    }
+    if status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+    {
+        return Err(Attempt::Retry(anyhow!("server answered HTTP {status}")));
+    }
+    let got = content_range(&resp);
+    if status != StatusCode::PARTIAL_CONTENT || got != Some((pos, end - 1, split.len)) {
+        let got = got.map_or("no Content-Range".into(), |(a, b, t)| {
+            format!("Content-Range {a}-{b}/{t}")
+        });
+        return Err(Attempt::Retry(anyhow!(
+            "asked for bytes {pos}-{} of {}, got HTTP {status} with {got}",
+            end - 1,
+            split.len
+        )));
+    }
+    if split.confirm(idx) {
+        ctx.pool.poke();
+    }
+    loop {
+        let n = match resp.read(buf) {
+            Ok(0) => {
+                let at = split.range(idx).map_or(end, |(p, _)| p);
+                return Err(Attempt::Retry(anyhow!(
+                    "connection closed at byte {at} of the range {pos}-{}",
+                    end - 1
+                )));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let at = split.range(idx).map_or(end, |(p, _)| p);
+                return Err(Attempt::Retry(anyhow!(e).context(format!(
+                    "connection lost at byte {at} of the range {pos}-{}",
+                    end - 1
+                ))));
+            }
+        };
+        match split.claim(idx, n as u64) {
+            Claim::Stop => return Ok(()),
+            Claim::Write { at, len, done } => {
+                split
+                    .file
+                    .write_all_at(&buf[..len as usize], at)
+                    .map_err(|e| {
+                        Attempt::Fatal(anyhow!(e).context("writing the download to the cache"))
+                    })?;
+                split.meter.inc(len);
+                if done {
+                    return Ok(());
+                }
+            }
+        }
     }
 }
 
@@ -888,19 +1485,35 @@ enum Reporter {
     Quiet,
 }
 
+/// Counts bytes on one transfer's bar and on the overall bar; cloned into every connection that
+/// fetches part of the same file.
+#[derive(Clone)]
+struct Meter {
+    bar: ProgressBar,
+    overall: Option<ProgressBar>,
+}
+
+impl Meter {
+    fn inc(&self, n: u64) {
+        self.bar.inc(n);
+        if let Some(o) = &self.overall {
+            o.inc(n);
+        }
+    }
+}
+
 /// One transfer's bar (hidden unless bars are shown; it still counts the bytes). Dropping it
 /// before [`Bar::done`] takes its bytes back out of the overall bar.
 struct Bar {
-    bar: ProgressBar,
-    overall: Option<ProgressBar>,
+    meter: Meter,
     finished: bool,
 }
 
 impl Bar {
     fn set_length(&self, len: u64) {
-        let old = self.bar.length().unwrap_or(0);
-        self.bar.set_length(len);
-        if let Some(o) = &self.overall {
+        let old = self.meter.bar.length().unwrap_or(0);
+        self.meter.bar.set_length(len);
+        if let Some(o) = &self.meter.overall {
             if len >= old {
                 o.inc_length(len - old);
             } else {
@@ -910,26 +1523,24 @@ impl Bar {
     }
 
     fn inc(&self, n: u64) {
-        self.bar.inc(n);
-        if let Some(o) = &self.overall {
-            o.inc(n);
-        }
+        self.meter.inc(n);
     }
 
+    /// Takes back `n` bytes that are being fetched again.
     fn rewind(&self, n: u64) {
-        self.bar.set_position(0);
-        if let Some(o) = &self.overall {
+        self.meter.bar.dec(n);
+        if let Some(o) = &self.meter.overall {
             o.dec(n);
         }
     }
 
     fn position(&self) -> u64 {
-        self.bar.position()
+        self.meter.bar.position()
     }
 
     fn done(mut self) {
         self.finished = true;
-        self.bar.finish_and_clear();
+        self.meter.bar.finish_and_clear();
     }
 }
 
@@ -938,11 +1549,12 @@ impl Drop for Bar {
         if self.finished {
             return;
         }
-        if let Some(o) = &self.overall {
-            o.dec(self.bar.position());
-            o.dec_length(self.bar.length().unwrap_or(0));
+        let bar = &self.meter.bar;
+        if let Some(o) = &self.meter.overall {
+            o.dec(bar.position());
+            o.dec_length(bar.length().unwrap_or(0));
         }
-        self.bar.finish_and_clear();
+        bar.finish_and_clear();
     }
 }
 
@@ -989,8 +1601,7 @@ impl Reporter {
             _ => (ProgressBar::hidden(), None),
         };
         Bar {
-            bar,
-            overall,
+            meter: Meter { bar, overall },
             finished: false,
         }
     }
@@ -1464,6 +2075,7 @@ mod tests {
 
     #[test]
     fn stalled_server_times_out_and_fails_after_retries() {
+        let _load = alone();
         let srv = TestServer::start();
         let r = runc();
         srv.add_with(
@@ -1754,6 +2366,8 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_large_download_is_streamed_in_bounded_memory() {
+        // RSS is the whole test process's: nothing else heavy may run meanwhile.
+        let _load = alone();
         const LEN: u64 = 200 * 1024 * 1024;
         let srv = TestServer::start();
         let path = "/kubernetes/release/v1.30.0/kubernetes-node-linux-arm64.tar.gz";
@@ -1795,6 +2409,383 @@ mod tests {
             grew_mib < 64,
             "peak RSS grew by {grew_mib} MiB for a 200 MiB download"
         );
+    }
+
+    const BIG: u64 = 40 * 1024 * 1024;
+
+    /// Serves a generated `len`-byte file at `path` and pins it (sha256).
+    fn big_file(srv: &TestServer, path: &str, seed: u64, len: u64, b: Behaviour) -> Artifact {
+        srv.add_body(path, Body::Generated { len, seed }, b);
+        Artifact {
+            component: "kubernetes-node".into(),
+            version: "1.30.0".into(),
+            url: srv.url(path),
+            file_name: path.rsplit('/').next().unwrap().into(),
+            digest: hash_reader(Algo::Sha256, GeneratedReader { seed, pos: 0, len }).unwrap(),
+        }
+    }
+
+    /// Keeps every request in flight long enough for the other connections to join in.
+    fn paced() -> Behaviour {
+        Behaviour {
+            pace: Some(Duration::from_millis(2)),
+            ..Behaviour::default()
+        }
+    }
+
+    /// `(first, last)` of every `bytes=first-last` request on `path` answered with 206.
+    fn ranges_served(srv: &TestServer, path: &str) -> Vec<(u64, u64)> {
+        requests(srv, path)
+            .into_iter()
+            .filter(|(_, status)| *status == 206)
+            .map(|(range, _)| {
+                let spec = range.unwrap();
+                let (a, b) = spec
+                    .strip_prefix("bytes=")
+                    .unwrap()
+                    .split_once('-')
+                    .unwrap();
+                (a.parse().unwrap(), b.parse().expect("a closed range"))
+            })
+            .collect()
+    }
+
+    /// Resolving verified the sha256 of the generated stream; this only rules out trailing bytes.
+    fn assert_len(path: &Path, len: u64) {
+        assert_eq!(std::fs::metadata(path).unwrap().len(), len);
+    }
+
+    /// Tests that move many MiB through debug-built code load both cores; the tests that rely on a
+    /// short timeout or measure the process's RSS do not run next to them.
+    static LOAD: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+    fn heavy() -> std::sync::RwLockReadGuard<'static, ()> {
+        LOAD.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+        LOAD.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[test]
+    fn a_large_file_is_fetched_over_several_ranged_connections_from_one_mirror() {
+        let _load = heavy();
+        let upstream = TestServer::start();
+        let mirror = TestServer::start();
+        let path = "/kubernetes/release/v1.30.0/kubernetes-node-linux-arm64.tar.gz";
+        let art = big_file(&upstream, path, 7, BIG, paced());
+        let on_mirror = format!("/m/{}{path}", upstream.authority());
+        big_file(&mirror, &on_mirror, 7, BIG, paced());
+        let cache = tempfile::tempdir().unwrap();
+        let mut o = opts(cache.path());
+        o.mirrors = vec![mirror.url("/m")];
+
+        let got = resolve(std::slice::from_ref(&art), &o).unwrap();
+        assert_eq!(
+            got[0].origin,
+            Origin::Mirror {
+                url: mirror.url(&on_mirror)
+            }
+        );
+        assert_len(&got[0].path, BIG);
+        assert_eq!(files_in(cache.path()), entries(&[&art]));
+        assert_eq!(
+            upstream.total_hits(),
+            0,
+            "every piece comes from the mirror"
+        );
+
+        let reqs = requests(&mirror, &on_mirror);
+        assert_eq!(reqs[0], (None, 200), "{reqs:?}");
+        let ranges = ranges_served(&mirror, &on_mirror);
+        assert_eq!(ranges.len(), reqs.len() - 1, "{reqs:?}");
+        assert!(!ranges.is_empty(), "never split: {reqs:?}");
+        let distinct: BTreeSet<_> = ranges.iter().collect();
+        assert_eq!(distinct.len(), ranges.len(), "{reqs:?}");
+        for &(a, b) in &ranges {
+            assert!(a > 0 && a <= b && b < BIG, "{a}-{b}");
+        }
+        let max = mirror.max_concurrent_on(&on_mirror);
+        assert!(
+            max <= o.jobs,
+            "{max} connections at once with jobs = {}",
+            o.jobs
+        );
+        // The first stream holds its response open until the first ranged request answered.
+        assert!(max >= 2, "pieces did not overlap: {reqs:?}");
+    }
+
+    #[test]
+    fn a_dropped_piece_and_a_dropped_first_stream_are_resumed() {
+        let _load = heavy();
+        let srv = TestServer::start();
+        let path = "/kubernetes/release/v1.30.0/kubernetes-node-linux-amd64.tar.gz";
+        let art = big_file(
+            &srv,
+            path,
+            8,
+            BIG,
+            Behaviour {
+                drop_after: Some(1_000_000),
+                drop_partial_after: Some(3_000_000),
+                ..paced()
+            },
+        );
+        let cache = tempfile::tempdir().unwrap();
+        let got = resolve(std::slice::from_ref(&art), &opts(cache.path())).unwrap();
+        assert_len(&got[0].path, BIG);
+        assert_eq!(files_in(cache.path()), entries(&[&art]));
+
+        let reqs = requests(&srv, path);
+        assert_eq!(reqs[0], (None, 200), "{reqs:?}");
+        // The first stream went on from where it stopped (its end may be lowered by then).
+        assert!(
+            reqs.iter().any(|(r, s)| *s == 206
+                && r.as_deref()
+                    .is_some_and(|r| r.starts_with("bytes=1000000-"))),
+            "{reqs:?}"
+        );
+        // One answer with 206 (a piece, or the first stream's resume) was cut after 3 MB and
+        // asked for again from there.
+        let ranges = ranges_served(&srv, path);
+        assert!(
+            ranges
+                .iter()
+                .any(|(a, _)| ranges.iter().any(|(b, _)| *b == a + 3_000_000)),
+            "no range was resumed: {reqs:?}"
+        );
+        assert!(
+            ranges
+                .iter()
+                .any(|(a, _)| *a != 1_000_000 && *a != 4_000_000),
+            "never split: {reqs:?}"
+        );
+    }
+
+    #[test]
+    fn a_server_that_ignores_ranges_gets_one_stream_per_file() {
+        let _load = heavy();
+        let srv = TestServer::start();
+        let ignores = "/kubernetes/release/v1.30.0/kubernetes-server-linux-arm64.tar.gz";
+        let silent = "/kubernetes/release/v1.30.0/kubernetes-client-linux-arm64.tar.gz";
+        let len = 20 * 1024 * 1024;
+        let a = big_file(
+            &srv,
+            ignores,
+            9,
+            len,
+            Behaviour {
+                ranges: Ranges::Ignore,
+                // The first stream reaches the start of the range it gave away (~10 MiB, 0.3 s)
+                // before the ranged request is answered: it must wait there, then go on.
+                range_delay: Some(Duration::from_millis(1500)),
+                ..paced()
+            },
+        );
+        let b = big_file(
+            &srv,
+            silent,
+            10,
+            len,
+            Behaviour {
+                ranges: Ranges::NotAdvertised,
+                ..paced()
+            },
+        );
+        let cache = tempfile::tempdir().unwrap();
+        let got = resolve(&[a.clone(), b.clone()], &opts(cache.path())).unwrap();
+        assert_len(&got[0].path, len);
+        assert_len(&got[1].path, len);
+        assert_eq!(files_in(cache.path()), entries(&[&a, &b]));
+
+        // One ranged request (answered with the whole file) showed ranges don't work; the first
+        // stream then went on alone.
+        let reqs = requests(&srv, ignores);
+        assert_eq!(reqs.len(), 2, "{reqs:?}");
+        assert_eq!(reqs[0], (None, 200));
+        assert_eq!(reqs[1].1, 200);
+        assert!(reqs[1]
+            .0
+            .as_deref()
+            .is_some_and(|r| r.starts_with("bytes=")));
+        // Without Accept-Ranges nothing is even asked.
+        assert_eq!(requests(&srv, silent), [(None, 200)]);
+    }
+
+    #[test]
+    fn digest_mismatch_on_a_split_download_keeps_nothing() {
+        let _load = heavy();
+        let srv = TestServer::start();
+        let path = "/kubernetes/release/v1.30.0/kubernetes-node-linux-arm64.tar.gz";
+        let mut art = big_file(&srv, path, 11, BIG, paced());
+        let actual = art.digest.clone();
+        art.digest = hash_reader(Algo::Sha256, &b"something else"[..]).unwrap();
+        let cache = tempfile::tempdir().unwrap();
+
+        let err = format!(
+            "{:#}",
+            resolve(std::slice::from_ref(&art), &opts(cache.path())).unwrap_err()
+        );
+        assert!(
+            err.contains(&format!(
+                "digest mismatch for {}: expected {}, got {actual}; the download was discarded",
+                art.url, art.digest
+            )),
+            "{err}"
+        );
+        assert!(!ranges_served(&srv, path).is_empty(), "{:?}", srv.log());
+        assert!(
+            files_in(cache.path()).is_empty(),
+            "{:?}",
+            files_in(cache.path())
+        );
+    }
+
+    #[test]
+    fn a_failing_piece_fails_the_source_and_the_next_one_is_tried() {
+        let _load = heavy();
+        let upstream = TestServer::start();
+        let mirror = TestServer::start();
+        let path = "/kubernetes/release/v1.30.0/kubernetes-node-linux-arm64.tar.gz";
+        let art = big_file(&upstream, path, 12, BIG, paced());
+        // The mirror confirms ranges, then cuts that first piece off at once; without retries
+        // this source fails as a whole and upstream serves the file.
+        let on_mirror = format!("/m/{}{path}", upstream.authority());
+        big_file(
+            &mirror,
+            &on_mirror,
+            12,
+            BIG,
+            Behaviour {
+                drop_partial_after: Some(0),
+                ..paced()
+            },
+        );
+        let cache = tempfile::tempdir().unwrap();
+        let mut o = opts(cache.path());
+        o.mirrors = vec![mirror.url("/m")];
+        o.retries = 0;
+        let got = resolve(std::slice::from_ref(&art), &o).unwrap();
+        assert_eq!(
+            got[0].origin,
+            Origin::Upstream {
+                url: art.url.clone()
+            }
+        );
+        assert_len(&got[0].path, BIG);
+        assert_eq!(files_in(cache.path()), entries(&[&art]));
+        assert!(
+            requests(&mirror, &on_mirror).contains(&(None, 200)),
+            "{:?}",
+            mirror.log()
+        );
+        assert!(
+            !ranges_served(&mirror, &on_mirror).is_empty(),
+            "{:?}",
+            mirror.log()
+        );
+    }
+
+    #[test]
+    fn several_large_files_share_the_jobs_budget() {
+        let _load = heavy();
+        let srv = TestServer::start();
+        let len = 32 * 1024 * 1024;
+        let arts: Vec<Artifact> = (0..3u64)
+            .map(|i| {
+                let path = format!("/kubernetes/release/v1.30.{i}/kubernetes-node.tar.gz");
+                let mut a = big_file(&srv, &path, 20 + i, len, paced());
+                a.component = format!("kubernetes-node-{i}");
+                a
+            })
+            .collect();
+        let cache = tempfile::tempdir().unwrap();
+        let mut o = opts(cache.path());
+        o.jobs = 4;
+        let got = resolve(&arts, &o).unwrap();
+        for g in &got {
+            assert_len(&g.path, len);
+        }
+        let ranged = srv.log().iter().filter(|h| h.range.is_some()).count();
+        assert!(ranged >= 1, "no file was split: {:?}", srv.log());
+        let max = srv.max_concurrent();
+        assert!(max <= 4, "{max} connections at once with jobs = 4");
+        assert!(max >= 2, "downloads did not overlap (max {max})");
+    }
+
+    #[test]
+    fn steals_halve_the_largest_piece_and_a_refused_probe_gives_it_back() {
+        let file = tempfile::tempfile().unwrap();
+        let meter = Meter {
+            bar: ProgressBar::hidden(),
+            overall: None,
+        };
+        let mib = 1024 * 1024;
+        let s = Split::new("http://x/f", 64 * mib, file, meter, 0);
+        assert_eq!(s.steal(), Some(1));
+        assert_eq!(s.steal(), None, "no second piece before the probe answered");
+        assert!(s.refuse(1));
+        assert_eq!(
+            lock(&s.state).pieces,
+            [
+                Piece {
+                    pos: 0,
+                    end: 64 * mib
+                },
+                Piece {
+                    pos: 32 * mib,
+                    end: 32 * mib
+                }
+            ]
+        );
+        assert_eq!(s.steal(), None, "ranges do not work here");
+
+        let s = Split::new(
+            "http://x/f",
+            64 * mib,
+            tempfile::tempfile().unwrap(),
+            s.meter.clone(),
+            0,
+        );
+        assert_eq!(s.steal(), Some(1));
+        assert!(s.confirm(1));
+        assert!(!s.refuse(1));
+        assert_eq!(s.steal(), Some(2));
+        let pieces = lock(&s.state).pieces.clone();
+        assert_eq!(
+            pieces,
+            [
+                Piece {
+                    pos: 0,
+                    end: 32 * mib
+                },
+                Piece {
+                    pos: 32 * mib,
+                    end: 48 * mib
+                },
+                Piece {
+                    pos: 48 * mib,
+                    end: 64 * mib
+                },
+            ]
+        );
+        // The piece with the most left is split next, however far the others are.
+        lock(&s.state).pieces[1].pos = 46 * mib;
+        lock(&s.state).pieces[2].pos = 50 * mib;
+        assert_eq!(s.steal(), Some(3));
+        assert_eq!(lock(&s.state).pieces[0].end, 16 * mib);
+        assert_eq!(
+            lock(&s.state).pieces[3],
+            Piece {
+                pos: 16 * mib,
+                end: 32 * mib
+            }
+        );
+        // A connection stops at its (lowered) end.
+        match s.claim(0, 17 * mib) {
+            Claim::Write { at, len, done } => assert_eq!((at, len, done), (0, 16 * mib, true)),
+            Claim::Stop => panic!("stopped"),
+        }
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! A small real HTTP/1.1 server on 127.0.0.1 for tests (std only, one thread per connection).
 //!
 //! It serves bodies from a path -> body map and can be told, per path, to misbehave the way real
-//! servers and networks do: 404, 500 a few times, drop the connection part-way (once), stall after
-//! the headers, honour or ignore `Range`, or trickle the body slowly. It records every request so
-//! tests can assert how many hits a path got, which `Range` was asked for and which status was
-//! answered, and how many requests were in flight at once.
+//! servers and networks do: 404, 500 a few times, drop the connection part-way (once, for the first
+//! request and/or the first 206), stall after the headers, honour (`bytes=N-`, `bytes=N-M`) or
+//! ignore `Range`, answer ranged requests late, or trickle the body slowly. It records every
+//! request so tests can assert how many hits a path got, which `Range` was asked for and which
+//! status was answered, and how many requests were in flight at once, in all and per path.
 //!
 //! Self-contained on purpose (no `crate::` paths) so integration tests can include it with
 //! `#[path = "../src/test_http.rs"] mod test_http;`.
@@ -13,7 +14,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -51,7 +52,7 @@ impl Body {
 /// How a path treats `Range` requests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Ranges {
-    /// Advertises `Accept-Ranges: bytes` and answers `Range: bytes=N-` with 206.
+    /// Advertises `Accept-Ranges: bytes` and answers `Range: bytes=N-` / `bytes=N-M` with 206.
     #[default]
     Honour,
     /// Advertises `Accept-Ranges: bytes` but answers every request with the full body (200).
@@ -69,11 +70,15 @@ pub struct Behaviour {
     pub fail_500: u32,
     /// On the first request that gets a body, close the connection after this many body bytes.
     pub drop_after: Option<u64>,
+    /// On the first request answered with 206, close the connection after this many body bytes.
+    pub drop_partial_after: Option<u64>,
     /// Send the headers, then sleep this long and close without a body (every request).
     pub stall: Option<Duration>,
     pub ranges: Ranges,
     /// Sleep this long between 64 KiB chunks, to keep requests in flight.
     pub pace: Option<Duration>,
+    /// Sleep this long before answering a request that has a `Range` header.
+    pub range_delay: Option<Duration>,
 }
 
 /// One request as the server saw it.
@@ -89,14 +94,24 @@ struct Route {
     behaviour: Behaviour,
     served_500: u32,
     dropped: bool,
+    dropped_partial: bool,
+}
+
+/// A request being answered: its path and a handle to see whether the client still holds it.
+struct Active {
+    id: u64,
+    path: String,
+    conn: TcpStream,
 }
 
 #[derive(Default)]
 struct State {
     routes: Mutex<HashMap<String, Route>>,
     log: Mutex<Vec<Hit>>,
-    active: AtomicUsize,
+    active: Mutex<Vec<Active>>,
+    next_id: AtomicU64,
     max_active: AtomicUsize,
+    max_active_path: Mutex<HashMap<String, usize>>,
     stop: AtomicBool,
 }
 
@@ -160,6 +175,7 @@ impl TestServer {
                 behaviour,
                 served_500: 0,
                 dropped: false,
+                dropped_partial: false,
             },
         );
     }
@@ -185,9 +201,22 @@ impl TestServer {
             .collect()
     }
 
-    /// The largest number of requests that were being answered at the same moment.
+    /// The largest number of requests that were being answered at the same moment (a request
+    /// whose connection the client has closed no longer counts, even if the server has not noticed
+    /// yet).
     pub fn max_concurrent(&self) -> usize {
         self.state.max_active.load(Ordering::SeqCst)
+    }
+
+    /// [`TestServer::max_concurrent`] for the requests of one path.
+    pub fn max_concurrent_on(&self, path: &str) -> usize {
+        self.state
+            .max_active_path
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -202,12 +231,54 @@ impl Drop for TestServer {
     }
 }
 
-struct ActiveGuard<'a>(&'a State);
+struct ActiveGuard<'a>(&'a State, u64);
 
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::SeqCst);
+        self.0.active.lock().unwrap().retain(|a| a.id != self.1);
     }
+}
+
+/// Whether the client still has this connection open. A client that stops reading a response
+/// part-way closes its socket, but this server only notices at its next write: asking the socket
+/// keeps such a request from being counted next to the client's next one.
+fn client_still_there(conn: &TcpStream) -> bool {
+    // Nothing else reads this socket while its response is being written, so the short read
+    // timeout set here affects no one.
+    if conn
+        .set_read_timeout(Some(Duration::from_millis(1)))
+        .is_err()
+    {
+        return false;
+    }
+    match conn.peek(&mut [0u8; 1]) {
+        Ok(0) => false,
+        Ok(_) => true,
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// Counts a new request in, with every request still in flight.
+fn enter<'a>(st: &'a State, path: &str, conn: &TcpStream) -> ActiveGuard<'a> {
+    let id = st.next_id.fetch_add(1, Ordering::SeqCst);
+    let mut active = st.active.lock().unwrap();
+    active.retain(|a| client_still_there(&a.conn));
+    if let Ok(c) = conn.try_clone() {
+        active.push(Active {
+            id,
+            path: path.to_string(),
+            conn: c,
+        });
+    }
+    st.max_active.fetch_max(active.len(), Ordering::SeqCst);
+    let on_path = active.iter().filter(|a| a.path == path).count();
+    let mut per_path = st.max_active_path.lock().unwrap();
+    let max = per_path.entry(path.to_string()).or_default();
+    *max = (*max).max(on_path);
+    ActiveGuard(st, id)
 }
 
 enum Plan {
@@ -216,6 +287,8 @@ enum Plan {
     Serve {
         body: Body,
         start: u64,
+        /// Exclusive.
+        end: u64,
         partial: bool,
         advertise: bool,
         drop_after: Option<u64>,
@@ -231,9 +304,7 @@ fn handle(conn: TcpStream, st: &State) {
     let Some((path, range)) = read_request(&conn) else {
         return;
     };
-    let now = st.active.fetch_add(1, Ordering::SeqCst) + 1;
-    st.max_active.fetch_max(now, Ordering::SeqCst);
-    let guard = ActiveGuard(st);
+    let guard = enter(st, &path, &conn);
 
     let plan = {
         let mut routes = st.routes.lock().unwrap();
@@ -248,28 +319,35 @@ fn handle(conn: TcpStream, st: &State) {
             Some(r) => {
                 let len = r.body.len();
                 let honour = r.behaviour.ranges == Ranges::Honour;
-                let start = match (&range, honour) {
+                let span = match (&range, honour) {
                     (Some(spec), true) => match parse_range(spec) {
-                        Some(s) if s < len => Some(s),
+                        Some((s, e)) if s < len && e.is_none_or(|e| e >= s) => {
+                            Some((s, e.map_or(len, |e| e.min(len - 1) + 1)))
+                        }
                         _ => None,
                     },
-                    _ => Some(0),
+                    _ => Some((0, len)),
                 };
-                match start {
+                let partial = range.is_some() && honour;
+                match span {
                     None => Plan::Status(416),
-                    Some(start) => {
-                        let drop_after = if r.dropped {
-                            None
-                        } else {
-                            r.behaviour.drop_after
-                        };
-                        if drop_after.is_some() {
+                    Some((start, end)) => {
+                        let mut drop_after = None;
+                        if !r.dropped && r.behaviour.drop_after.is_some() {
                             r.dropped = true;
+                            drop_after = r.behaviour.drop_after;
+                        } else if partial
+                            && !r.dropped_partial
+                            && r.behaviour.drop_partial_after.is_some()
+                        {
+                            r.dropped_partial = true;
+                            drop_after = r.behaviour.drop_partial_after;
                         }
                         Plan::Serve {
                             body: r.body.clone(),
                             start,
-                            partial: range.is_some() && honour,
+                            end,
+                            partial,
                             advertise: r.behaviour.ranges != Ranges::NotAdvertised,
                             drop_after,
                             pace: r.behaviour.pace,
@@ -290,14 +368,26 @@ fn handle(conn: TcpStream, st: &State) {
             }
         }
     };
+    let delay = range.as_ref().and(route_range_delay(st, &path));
     st.log.lock().unwrap().push(Hit {
         path,
         range,
         status,
     });
+    if let Some(d) = delay {
+        thread::sleep(d);
+    }
     if let Ok(Some(conn)) = respond(conn, plan, guard) {
         drain(conn);
     }
+}
+
+fn route_range_delay(st: &State, path: &str) -> Option<Duration> {
+    st.routes
+        .lock()
+        .unwrap()
+        .get(path)
+        .and_then(|r| r.behaviour.range_delay)
 }
 
 fn read_request(conn: &TcpStream) -> Option<(String, Option<String>)> {
@@ -326,11 +416,15 @@ fn read_request(conn: &TcpStream) -> Option<(String, Option<String>)> {
     Some((path, range))
 }
 
-/// `bytes=N-` or `bytes=N-M` (the end is ignored: the server always sends to the end).
-fn parse_range(spec: &str) -> Option<u64> {
+/// `bytes=N-` or `bytes=N-M` (inclusive `M`) as `(N, Some(M))`.
+fn parse_range(spec: &str) -> Option<(u64, Option<u64>)> {
     let rest = spec.strip_prefix("bytes=")?;
-    let (start, _) = rest.split_once('-')?;
-    start.trim().parse().ok()
+    let (start, end) = rest.split_once('-')?;
+    let end = match end.trim() {
+        "" => None,
+        e => Some(e.parse().ok()?),
+    };
+    Some((start.trim().parse().ok()?, end))
 }
 
 /// Writes the response; returns the connection when it should be closed gracefully.
@@ -366,17 +460,18 @@ fn respond(
         Plan::Serve {
             body,
             start,
+            end,
             partial,
             advertise,
             drop_after,
             pace,
         } => {
             let total = body.len();
-            let len = total - start;
+            let len = end - start;
             let mut head = if partial {
                 format!(
                     "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{total}\r\n",
-                    total - 1
+                    end - 1
                 )
             } else {
                 "HTTP/1.1 200 OK\r\n".to_string()

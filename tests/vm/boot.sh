@@ -12,7 +12,7 @@
 # --address/--net make QEMU's user-mode DHCP hand out the VM's address of the
 # profile (net=CIDR, host=first address, dhcpstart=IP), like the guide's dnsmasq.
 # --paths FILE: newline-separated paths the collector must also describe,
-# attached as a small raw disk with virtio serial "igvm-paths".
+# attached as the last virtio drive (a raw disk starting "IMAGEGEN-VM-PATHS").
 #
 # The only NIC is QEMU user networking with restrict=on: no packet from the
 # guest leaves QEMU (slirp answers DHCP itself and drops everything else).
@@ -22,11 +22,10 @@
 # 2 timed out, 3 QEMU exited without a report, 1 usage/setup error.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-guest= disk= seed= payload= mac= out= address= net= paths= name=vm
+guest='' disk='' seed='' payload='' mac='' out='' address='' net='' paths='' name=vm
 timeout_s=${IMAGEGEN_VM_TIMEOUT:-900}
 accel=${IMAGEGEN_VM_ACCEL:-auto}
-smp=1 mem=1024 arch= detect_only=
+smp=1 mem=1024 arch='' detect_only=
 
 log() { printf 'boot %s: %s\n' "$name" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -90,8 +89,9 @@ if [ -n "$detect_only" ]; then
   exit 0
 fi
 
-[ -n "$guest" ] && [ -n "$disk" ] && [ -n "$seed" ] && [ -n "$mac" ] && [ -n "$out" ] \
-  || die "--guest, --disk, --seed, --mac and --out are required"
+if [ -z "$guest" ] || [ -z "$disk" ] || [ -z "$seed" ] || [ -z "$mac" ] || [ -z "$out" ]; then
+  die "--guest, --disk, --seed, --mac and --out are required"
+fi
 [ -f "$guest/disk.raw" ] || die "$guest/disk.raw missing (run build-guest.sh)"
 [ -f "$seed" ] || die "seed $seed missing"
 [ -z "$payload" ] || [ -f "$payload" ] || die "payload $payload missing"
@@ -132,10 +132,11 @@ if [ -n "$payload" ]; then
   args+=(-drive "file=$payload,driver=raw,if=virtio,readonly=on")
 fi
 if [ -n "$paths" ]; then
-  cp "$paths" "$out/paths.raw"
+  # Last virtio drive, so that root, seed and payload keep the names a user's VM gives them
+  # (a -device virtio-blk-pci would take an earlier PCI slot than the if=virtio drives).
+  { echo IMAGEGEN-VM-PATHS; cat "$paths"; } > "$out/paths.raw"
   truncate -s %512 "$out/paths.raw"
-  args+=(-drive "file=$out/paths.raw,format=raw,if=none,id=igvmpaths,readonly=on"
-         -device "virtio-blk-pci,drive=igvmpaths,serial=igvm-paths")
+  args+=(-drive "file=$out/paths.raw,format=raw,if=virtio,readonly=on")
 fi
 args+=(
   -nic "$nic"
@@ -143,9 +144,6 @@ args+=(
   -chardev "file,id=igvmreport,path=$out/report.raw"
   -device "virtserialport,chardev=igvmreport,name=igvm.report"
 )
-if [ "$arch" = arm64 ]; then
-  args+=(-bios /usr/share/qemu-efi-aarch64/QEMU_EFI.fd)
-fi
 
 log "accel=$accel smp=$smp mem=${mem}M timeout=${timeout_s}s disk=$disk seed=$seed${payload:+ payload=$payload}"
 printf '%q ' "$qemu" "${args[@]}" > "$out/qemu.cmdline"

@@ -35,7 +35,10 @@ done
 kernel=$(kernel_package "$ARCH")
 
 # Content and name of every recipe file, in a fixed order.
-recipe_hash() { (cd "$here" && sha256sum build-guest.sh $(find guest -type f ! -name "*.pyc" | LC_ALL=C sort) | sha256sum | cut -d' ' -f1); }
+recipe_hash() {
+  (cd "$here" && { echo build-guest.sh; find guest -type f ! -name '*.pyc' | LC_ALL=C sort; } \
+    | xargs -d '\n' sha256sum | sha256sum | cut -d' ' -f1)
+}
 rootfs_key=$(printf '%s\n' "$ARCH" "$mirror" | cat - "$here/guest/rootfs.sh" | sha256sum | cut -d' ' -f1)
 guest_key=$( (printf '%s %s\n' "$ARCH" "$rootfs_key"; recipe_hash) | sha256sum | cut -d' ' -f1)
 rootfs_tar=$cache/rootfs-$ARCH-$rootfs_key.tar
@@ -82,7 +85,7 @@ ln -sf ../imagegen-vm-report.service "$root/etc/systemd/system/multi-user.target
 
 vmlinuz=$(find "$root/boot" -maxdepth 1 -name 'vmlinuz-*' | sort | tail -n1)
 initrd=$(find "$root/boot" -maxdepth 1 -name 'initrd.img-*' | sort | tail -n1)
-[ -n "$vmlinuz" ] && [ -n "$initrd" ] || die "no kernel/initrd in the root (is $kernel installed?)"
+if [ -z "$vmlinuz" ] || [ -z "$initrd" ]; then die "no kernel/initrd in the root (is $kernel installed?)"; fi
 cp "$vmlinuz" "$work/vmlinuz"
 cp "$initrd" "$work/initrd.img"
 case "$ARCH" in
@@ -91,6 +94,7 @@ case "$ARCH" in
 esac
 echo "root=/dev/vda rw console=$console panic=-1" > "$work/cmdline"
 
+# shellcheck disable=SC2016 # dpkg-query's own ${field} syntax
 chroot "$root" dpkg-query -W -f '${Package} ${Version}\n' > "$work/packages.txt"
 kver=$(basename "$vmlinuz" | sed 's/^vmlinuz-//')
 cloud_init_version=$(awk '$1=="cloud-init"{print $2}' "$work/packages.txt")
@@ -105,5 +109,8 @@ cat > "$work/info.json" <<JSON
 JSON
 mv "$work" "$guest_dir"
 trap - EXIT
+# Only the current recipe is kept: each guest is ~600 MB.
+find "$cache" -maxdepth 1 \( -name "guest-$ARCH-*" ! -name "${guest_dir##*/}" \
+  -o -name "rootfs-$ARCH-*.tar" ! -name "${rootfs_tar##*/}" \) -exec rm -rf {} +
 log "guest built in $(( $(date +%s) - start ))s: $guest_dir (kernel $kver, cloud-init $cloud_init_version)"
 echo "$guest_dir"

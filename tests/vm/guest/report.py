@@ -46,9 +46,10 @@ WALK_ROOTS = [
 ]
 SINGLE_PATHS = ["/etc/crictl.yaml", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
 GLOBS = ["/bin/containerd*", "/bin/ctr", "/usr/bin/containerd*", "/usr/bin/ctr"]
-# The harness may attach a small raw disk (virtio serial "igvm-paths") holding
+# The harness may attach a small raw disk (the last virtio drive, so the others
+# keep the names a user's VM gives them) starting with this line and then
 # newline-separated extra paths, e.g. every path of imagegen's manifest.json.
-EXTRA_PATHS_DEV = "/dev/disk/by-id/virtio-igvm-paths"
+EXTRA_PATHS_MAGIC = b"IMAGEGEN-VM-PATHS\n"
 CONTENT_LIMIT = 64 * 1024
 LOG_LIMIT = 4 * 1024 * 1024
 UNITS = ["containerd", "kubelet", "kube-proxy", "cloud-init-local", "cloud-init",
@@ -139,13 +140,16 @@ def describe(path):
 
 
 def extra_paths():
-    try:
-        with open(EXTRA_PATHS_DEV, "rb") as f:
-            raw = f.read(1 << 20)
-    except OSError:
-        return []
-    text = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-    return [line.strip() for line in text.splitlines() if line.strip().startswith("/")]
+    for dev in sorted(glob.glob("/sys/block/vd*")):
+        try:
+            with open("/dev/" + os.path.basename(dev), "rb") as f:
+                raw = f.read(1 << 20)
+        except OSError:
+            continue
+        if raw.startswith(EXTRA_PATHS_MAGIC):
+            text = raw[len(EXTRA_PATHS_MAGIC):].split(b"\0", 1)[0].decode("utf-8", "replace")
+            return [line.strip() for line in text.splitlines() if line.strip().startswith("/")]
+    return []
 
 
 def collect_files(extra):

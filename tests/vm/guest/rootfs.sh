@@ -1,7 +1,9 @@
+# shellcheck shell=bash
 # Sourced by ../build-guest.sh. The Debian 12 root of the test guest: what a stock
 # cloud image has that imagegen's seed relies on. Any change here rebuilds the
 # cached root filesystem (its hash is the cache key).
 
+# shellcheck disable=SC2034 # used by build-guest.sh
 SUITE=bookworm
 
 # shellcheck disable=SC2034 # used by build-guest.sh

@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Builds a local release mirror for imagegen's VM tests, laid out like upstream
+# (<mirror>/<host>/<path of the upstream URL>), plus test profiles whose digests
+# match it.
+#
+#   build-mirror.sh ARCH DIR
+#
+# Real binaries where Debian 12 packages them: containerd (containerd,
+# containerd-shim*, ctr), runc and the CNI plugins come from Debian's
+# containerd, runc and containernetworking-plugins packages (older versions
+# than the profile pins, repackaged under the pinned file names). Kubernetes
+# and cri-tools are not packaged for Debian 12: kubelet, kube-proxy, kubectl,
+# kubeadm, crictl and etcd are STAND-INS, small shell scripts that log their
+# arguments (daemons then `exec sleep infinity`, so their units start and
+# stay active). Tarballs are deterministic (sorted, mtime 0, owner 0, gzip -n).
+#
+# Writes DIR/<mirror tree>, DIR/profile.yaml (the built-in kthw-1.31 profile
+# with this mirror's digests), DIR/profile-cilium.yaml (cni: cilium),
+# DIR/profile-static.yaml (addressing: static), DIR/STAND-INS.txt. The
+# repackaged tree is cached under ${IMAGEGEN_VM_CACHE:-$HOME/.cache/imagegen-vm}
+# keyed by the .deb versions and this script.
+set -euo pipefail
+
+ARCH=${1:?usage: build-mirror.sh ARCH DIR}
+DIR=${2:?usage: build-mirror.sh ARCH DIR}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache=${IMAGEGEN_VM_CACHE:-$HOME/.cache/imagegen-vm}
+profile=${IMAGEGEN_VM_PROFILE:-$here/../../profiles/kthw-1.31.yaml}
+mirror=${IMAGEGEN_VM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+security=${IMAGEGEN_VM_DEBIAN_SECURITY:-http://deb.debian.org/debian-security}
+DEBS=(containerd runc containernetworking-plugins)
+
+log() { printf 'build-mirror: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+[ -f "$profile" ] || die "profile $profile not found (set IMAGEGEN_VM_PROFILE)"
+
+# Read the pinned versions from the profile so the file names follow it.
+version_of() {
+  awk -v c="$1:" '/^  [^ ]/ {f = ($1 == c); next} /^[^ ]/ {f = 0} f && $1 == "version:" {print $2; exit}' "$profile"
+}
+V_CONTAINERD=$(version_of containerd)
+V_RUNC=$(version_of runc)
+V_CRICTL=$(version_of crictl)
+V_CNI=$(version_of cni-plugins)
+V_K8S=$(version_of kubernetes-node)
+V_ETCD=$(version_of etcd)
+for v in V_CONTAINERD V_RUNC V_CRICTL V_CNI V_K8S V_ETCD; do
+  [ -n "${!v}" ] || die "no version for $v in $profile"
+done
+
+# A private apt state, so any ARCH works without touching the host's dpkg
+# architectures or lists.
+apt_dir=$cache/apt-$ARCH
+apt_opts=(-o "APT::Architecture=$ARCH" -o "APT::Architectures=$ARCH"
+  -o "Dir::State=$apt_dir/state" -o "Dir::Cache=$apt_dir/cache"
+  -o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+  -o "Dir::State::status=/dev/null" -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
+mkdir -p "$apt_dir/state/lists/partial" "$apt_dir/cache/archives/partial"
+printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s bookworm main\ndeb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s bookworm-updates main\ndeb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s bookworm-security main\n' \
+  "$mirror" "$mirror" "$security" > "$apt_dir/sources.list"
+exec 9>"$cache/.lock-mirror-$ARCH"
+flock 9
+if [ ! -f "$apt_dir/updated" ] || [ -n "$(find "$apt_dir/updated" -mmin +1440)" ]; then
+  apt-get "${apt_opts[@]}" -qq update >&2
+  touch "$apt_dir/updated"
+fi
+versions=$(for d in "${DEBS[@]}"; do
+  apt-cache "${apt_opts[@]}" show --no-all-versions "$d" | awk -v d="$d" '/^Version:/ {print d, $2; exit}'
+done)
+[ "$(echo "$versions" | wc -l)" = ${#DEBS[@]} ] || die "could not find versions of ${DEBS[*]} for $ARCH"
+key=$( (echo "$ARCH $V_CONTAINERD $V_RUNC $V_CRICTL $V_CNI $V_K8S $V_ETCD"; echo "$versions"; cat "${BASH_SOURCE[0]}") \
+  | sha256sum | cut -d' ' -f1)
+tree=$cache/mirror-$ARCH-$key
+
+tgz() { # tgz OUT DIR TOP...: deterministic tar.gz of TOP and everything under it, relative to DIR
+  local out=$1 dir=$2; shift 2
+  mkdir -p "$(dirname "$out")"
+  (cd "$dir" && find "$@" -print0 | LC_ALL=C sort -z) \
+    | tar -C "$dir" --no-recursion --mtime=@0 --owner=0 --group=0 --numeric-owner \
+      --format=gnu --null -T - -cf - | gzip -n -9 > "$out"
+}
+
+standin() { # standin PATH NAME KIND VERSION
+  local kind=$3 body
+  if [ "$kind" = daemon ]; then body='exec sleep infinity'; else body='exit 0'; fi
+  cat > "$1" <<SH
+#!/bin/sh
+# imagegen VM test STAND-IN for $2 $4: not the real program. It logs its
+# arguments and $( [ "$kind" = daemon ] && echo "stays up so its unit is active" || echo "exits 0" ).
+case "\${1:-}" in
+  --version|version|-v) echo "$2 version v$4 (imagegen test stand-in)"; exit 0 ;;
+esac
+echo "imagegen test stand-in $2 $4 started with: \$*" >&2
+$body
+SH
+  chmod 0755 "$1"
+}
+
+if [ ! -d "$tree" ]; then
+  log "repackaging Debian's ${DEBS[*]} for $ARCH: ${versions//$'\n'/, }"
+  work=$(mktemp -d "$cache/.mirror-XXXXXX")
+  trap 'rm -rf "$work"' EXIT
+  (cd "$work" && apt-get "${apt_opts[@]}" -qq download "${DEBS[@]}" >&2)
+  for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$work/x"; done
+  out=$work/tree
+  gh=$out/github.com
+
+  # containerd: upstream has bin/ and every binary under it.
+  mkdir -p "$work/c/bin"
+  for f in containerd containerd-shim containerd-shim-runc-v1 containerd-shim-runc-v2 containerd-stress ctr; do
+    [ -f "$work/x/usr/bin/$f" ] && install -m 0755 "$work/x/usr/bin/$f" "$work/c/bin/$f"
+  done
+  for f in containerd ctr containerd-shim-runc-v2; do
+    [ -f "$work/c/bin/$f" ] || die "Debian's containerd package has no $f"
+  done
+  tgz "$gh/containerd/containerd/releases/download/v$V_CONTAINERD/containerd-$V_CONTAINERD-linux-$ARCH.tar.gz" \
+    "$work/c" bin
+
+  # runc: a bare binary.
+  runc_bin=$(find "$work/x" -path '*/sbin/runc' -o -path '*/bin/runc' | head -n1)
+  [ -n "$runc_bin" ] || die "no runc in Debian's runc package"
+  install -D -m 0755 "$runc_bin" "$gh/opencontainers/runc/releases/download/v$V_RUNC/runc.$ARCH"
+
+  # CNI plugins: upstream entries are ./bridge, ./loopback, ... plus ./ itself.
+  mkdir -p "$work/cni"
+  for f in "$work"/x/usr/lib/cni/*; do install -m 0755 "$f" "$work/cni/"; done
+  for f in bridge loopback host-local; do
+    [ -f "$work/cni/$f" ] || die "Debian's containernetworking-plugins has no $f"
+  done
+  tgz "$gh/containernetworking/plugins/releases/download/v$V_CNI/cni-plugins-linux-$ARCH-v$V_CNI.tgz" \
+    "$work/cni" .
+
+  # Kubernetes node tarball (stand-ins).
+  mkdir -p "$work/k/kubernetes/node/bin"
+  standin "$work/k/kubernetes/node/bin/kubelet" kubelet daemon "$V_K8S"
+  standin "$work/k/kubernetes/node/bin/kube-proxy" kube-proxy daemon "$V_K8S"
+  standin "$work/k/kubernetes/node/bin/kubeadm" kubeadm cli "$V_K8S"
+  standin "$work/k/kubernetes/node/bin/kubectl" kubectl cli "$V_K8S"
+  tgz "$out/dl.k8s.io/v$V_K8S/kubernetes-node-linux-$ARCH.tar.gz" "$work/k" kubernetes
+
+  # crictl (stand-in): upstream's tarball holds the single entry "crictl".
+  mkdir -p "$work/cri"
+  standin "$work/cri/crictl" crictl cli "$V_CRICTL"
+  tgz "$gh/kubernetes-sigs/cri-tools/releases/download/v$V_CRICTL/crictl-v$V_CRICTL-linux-$ARCH.tar.gz" "$work/cri" crictl
+
+  # etcd (stand-in; pinned by the profile for the control plane).
+  e=etcd-v$V_ETCD-linux-$ARCH
+  mkdir -p "$work/etcd/$e"
+  standin "$work/etcd/$e/etcd" etcd daemon "$V_ETCD"
+  standin "$work/etcd/$e/etcdctl" etcdctl cli "$V_ETCD"
+  standin "$work/etcd/$e/etcdutl" etcdutl cli "$V_ETCD"
+  tgz "$gh/etcd-io/etcd/releases/download/v$V_ETCD/$e.tar.gz" "$work/etcd" "$e"
+
+  {
+    echo "Stand-ins (shell scripts, not the real programs), built by tests/vm/build-mirror.sh:"
+    echo "  kubernetes-node-linux-$ARCH.tar.gz: kubelet, kube-proxy (stay up), kubeadm, kubectl"
+    echo "  crictl-v$V_CRICTL-linux-$ARCH.tar.gz: crictl"
+    echo "  $e.tar.gz: etcd (stays up), etcdctl, etcdutl"
+    echo "Real binaries from Debian 12 packages (older than the pinned versions):"
+    printf '  %s\n' "${versions//$'\n'/$'\n'  }"
+  } > "$out/STAND-INS.txt"
+  mv "$out" "$tree"
+  find "$cache" -maxdepth 1 -name "mirror-$ARCH-*" ! -name "${tree##*/}" -exec rm -rf {} +
+  rm -rf "$work"
+  trap - EXIT
+fi
+
+mkdir -p "$DIR"
+cp -a "$tree/." "$DIR/"
+sed 's/^/build-mirror: /' "$DIR/STAND-INS.txt" >&2
+
+python3 - "$profile" "$DIR" "$ARCH" "$V_CONTAINERD" "$V_RUNC" "$V_CRICTL" "$V_CNI" "$V_K8S" "$V_ETCD" <<'PY'
+import hashlib, re, sys
+profile, d, arch, containerd, runc, crictl, cni, k8s, etcd = sys.argv[1:]
+gh = d + "/github.com/"
+files = {
+    "containerd": ("sha256", f"{gh}containerd/containerd/releases/download/v{containerd}/containerd-{containerd}-linux-{arch}.tar.gz"),
+    "runc": ("sha256", f"{gh}opencontainers/runc/releases/download/v{runc}/runc.{arch}"),
+    "crictl": ("sha256", f"{gh}kubernetes-sigs/cri-tools/releases/download/v{crictl}/crictl-v{crictl}-linux-{arch}.tar.gz"),
+    "cni-plugins": ("sha256", f"{gh}containernetworking/plugins/releases/download/v{cni}/cni-plugins-linux-{arch}-v{cni}.tgz"),
+    "kubernetes-node": ("sha512", f"{d}/dl.k8s.io/v{k8s}/kubernetes-node-linux-{arch}.tar.gz"),
+    "etcd": ("sha256", f"{gh}etcd-io/etcd/releases/download/v{etcd}/etcd-v{etcd}-linux-{arch}.tar.gz"),
+}
+def digest(algo, path):
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return f"{algo}:{h.hexdigest()}"
+lines, comp, done = [], None, set()
+for line in open(profile, encoding="utf-8").read().splitlines():
+    m = re.match(r"^  ([a-z0-9-]+):", line)
+    if m:
+        comp = m.group(1)
+    if re.match(r"^[a-z]", line):
+        comp = None
+    m = re.match(rf"^(\s+){re.escape(arch)}: (sha256|sha512):[0-9a-f]+(.*)$", line)
+    if m and comp in files:
+        algo, path = files[comp]
+        line = f"{m.group(1)}{arch}: {digest(algo, path)}{m.group(3)}"
+        done.add(comp)
+    lines.append(line)
+missing = set(files) - done
+if missing:
+    sys.exit(f"build-mirror: no {arch} digest line for {sorted(missing)} in {profile}")
+text = "\n".join(lines) + "\n"
+text = "# Test profile written by tests/vm/build-mirror.sh: digests of the local test mirror.\n" + text
+def variant(key, value):
+    out, n = re.subn(rf"^(  {key}:\s*)\S+", lambda m: m.group(1) + value, text, count=1, flags=re.M)
+    if n != 1:
+        sys.exit(f"build-mirror: no cluster.{key} in {profile}")
+    return out
+open(d + "/profile.yaml", "w").write(text)
+open(d + "/profile-cilium.yaml", "w").write(variant("cni", "cilium"))
+open(d + "/profile-static.yaml", "w").write(variant("addressing", "static"))
+PY
+log "mirror for $ARCH in $DIR (profiles: profile.yaml, profile-cilium.yaml, profile-static.yaml)"

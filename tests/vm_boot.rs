@@ -239,6 +239,8 @@ struct BootSpec<'a> {
     vm: &'a Value,
     seed: PathBuf,
     payload: Option<PathBuf>,
+    /// A QEMU guestfwd rule: the one address the guest may reach (fetch payload tests).
+    guestfwd: Option<String>,
     /// Reused by a second boot of the same disk.
     disk: PathBuf,
     out: PathBuf,
@@ -279,6 +281,9 @@ fn boot(spec: &BootSpec) -> Booted {
         .args(["--name", name, "--accel", &f.accel, "--timeout", &timeout]);
     if let Some(p) = &spec.payload {
         cmd.arg("--payload").arg(p);
+    }
+    if let Some(g) = &spec.guestfwd {
+        cmd.arg("--guestfwd").arg(g);
     }
     let status = {
         let _slot = Slot::take();
@@ -603,6 +608,7 @@ fn boot_and_check(
         vm,
         seed: build.seed_dir(vm_name).join("seed.iso"),
         payload,
+        guestfwd: None,
         disk: dir.join("disk.qcow2"),
         out: dir.join("boot1"),
     });
@@ -631,6 +637,7 @@ fn worker_embed_boots_configured_and_a_second_boot_changes_nothing() {
         vm,
         seed: build.seed_dir("worker0").join("seed.iso"),
         payload: None,
+        guestfwd: None,
         disk: dir.join("disk.qcow2"),
         out: dir.join("boot2"),
     });
@@ -800,6 +807,7 @@ fn tampered_payload_is_refused_and_nothing_of_it_is_installed() {
         vm,
         seed: iso,
         payload: None,
+        guestfwd: None,
         disk: dir.join("disk.qcow2"),
         out: dir.join("boot1"),
     });
@@ -838,6 +846,115 @@ fn tampered_payload_is_refused_and_nothing_of_it_is_installed() {
     });
     c.check(r["symlinks"]["/bin"] == "usr/bin", || {
         "/bin is no longer a symlink".into()
+    });
+    c.done(&b);
+}
+
+/// Where a fetch-payload guest finds the mirror: an address of its own network that QEMU relays
+/// to the test's HTTP server on 127.0.0.1 (tests/vm/relay.py). Nothing else is reachable.
+const FETCH_HOST: &str = "192.168.1.250";
+
+/// The mirror's profile with URLs pointing at [`FETCH_HOST`] (the mirror keeps the upstream
+/// host/path layout), edited further by `edit`; written beside the mirror's own profiles.
+fn fetch_profile(name: &str, edit: impl Fn(String) -> String) -> String {
+    let f = fixture();
+    let text = std::fs::read_to_string(f.mirror.join("profile.yaml")).unwrap();
+    let text = text.replace("url: https://", &format!("url: http://{FETCH_HOST}/"));
+    assert!(text.contains(&format!("http://{FETCH_HOST}/dl.k8s.io/")));
+    std::fs::write(f.mirror.join(name), edit(text)).unwrap();
+    name.to_string()
+}
+
+fn guestfwd() -> String {
+    let port = fixture().mirror_url.rsplit(':').next().unwrap().to_string();
+    format!(
+        "tcp:{FETCH_HOST}:80-cmd:python3 {} {port}",
+        vm_dir().join("relay.py").display()
+    )
+}
+
+#[test]
+#[ignore = "boots QEMU guests; run by .ci/run with --include-ignored"]
+fn worker_fetch_payload_downloads_verifies_and_boots_configured() {
+    let dir = case_dir("worker-fetch");
+    let profile = fetch_profile("profile-fetch.yaml", |t| t);
+    let build = build(&dir, &profile, "fetch");
+    let vm = build.vm("worker1");
+    let b = boot(&BootSpec {
+        vm,
+        seed: build.seed_dir("worker1").join("seed.iso"),
+        payload: None,
+        guestfwd: Some(guestfwd()),
+        disk: dir.join("disk.qcow2"),
+        out: dir.join("boot1"),
+    });
+    let mut c = Checks::new("worker-fetch: worker1");
+    check_node(&mut c, &b.report, vm, Addressing::Dhcp, Cni::Bridge);
+    let log = output_log(&b.report);
+    for file in ["runc.amd64", "kubernetes-node-linux-amd64.tar.gz"] {
+        c.check(log.contains(&format!("imagegen: verifying {file}")), || {
+            format!("the node did not verify {file}:\n{log}")
+        });
+    }
+    c.done(&b);
+}
+
+#[test]
+#[ignore = "boots QEMU guests; run by .ci/run with --include-ignored"]
+fn fetch_payload_with_a_wrong_digest_installs_nothing() {
+    let dir = case_dir("worker-fetch-mismatch");
+    // runc's pin no longer matches what the mirror serves.
+    let profile = fetch_profile("profile-fetch-mismatch.yaml", |t| {
+        let mut out = String::new();
+        let mut in_runc = false;
+        for line in t.lines() {
+            if line.starts_with("  ") && !line.starts_with("   ") {
+                in_runc = line.trim_start().starts_with("runc:");
+            }
+            if in_runc && line.trim_start().starts_with("amd64: sha256:") {
+                out.push_str(&format!("      amd64: sha256:{}\n", "0".repeat(64)));
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        assert_ne!(out, t, "no runc digest was replaced");
+        out
+    });
+    let build = build(&dir, &profile, "fetch");
+    let vm = build.vm("worker2");
+    let b = boot(&BootSpec {
+        vm,
+        seed: build.seed_dir("worker2").join("seed.iso"),
+        payload: None,
+        guestfwd: Some(guestfwd()),
+        disk: dir.join("disk.qcow2"),
+        out: dir.join("boot1"),
+    });
+    let r = &b.report;
+    let mut c = Checks::new("worker-fetch-mismatch: worker2");
+    let log = output_log(r);
+    let line = format!("imagegen: DIGEST MISMATCH for runc.amd64 from http://{FETCH_HOST}/");
+    c.check(log.contains(&line), || {
+        format!("no `{line}` in cloud-init-output.log:\n{log}")
+    });
+    c.check(!log.contains("imagegen: worker2 is configured"), || {
+        "the node says it is configured".into()
+    });
+    let errors = &r["cloud_init"]["result"]["v1"]["errors"];
+    c.check(errors.as_array().is_some_and(|e| !e.is_empty()), || {
+        "cloud-init reports no error for the refused download".into()
+    });
+    for path in [
+        "/usr/local/bin/runc",
+        "/usr/local/bin/kubelet",
+        "/usr/local/bin/crictl",
+        "/opt/cni/bin/bridge",
+    ] {
+        c.check(file(r, path).is_none(), || format!("{path} is installed"));
+    }
+    c.check(r["units"]["containerd"]["is_active"] != "active", || {
+        "containerd runs without its payload".into()
     });
     c.done(&b);
 }

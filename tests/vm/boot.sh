@@ -4,6 +4,7 @@
 #
 #   boot.sh --guest DIR --disk FILE.qcow2 --seed seed.iso --mac MAC --out DIR
 #           [--payload payload.iso] [--address IP --net CIDR] [--paths FILE]
+#           [--guestfwd tcp:IP:PORT-cmd:COMMAND]
 #           [--name NAME] [--timeout SECONDS] [--accel auto|kvm|tcg] [--smp N] [--mem MiB]
 #   boot.sh --detect --guest DIR            prints kvm or tcg
 #
@@ -22,7 +23,7 @@
 # 2 timed out, 3 QEMU exited without a report, 1 usage/setup error.
 set -euo pipefail
 
-guest='' disk='' seed='' payload='' mac='' out='' address='' net='' paths='' name=vm
+guest='' disk='' seed='' payload='' mac='' out='' address='' net='' paths='' guestfwd='' name=vm
 timeout_s=${IMAGEGEN_VM_TIMEOUT:-900}
 accel=${IMAGEGEN_VM_ACCEL:-auto}
 smp=1 mem=1024 arch='' detect_only=
@@ -41,6 +42,7 @@ while [ $# -gt 0 ]; do
     --address) address=$2; shift 2 ;;
     --net) net=$2; shift 2 ;;
     --paths) paths=$2; shift 2 ;;
+    --guestfwd) guestfwd=$2; shift 2 ;;
     --name) name=$2; shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
     --accel) accel=$2; shift 2 ;;
@@ -57,11 +59,11 @@ if [ -z "$arch" ] && [ -n "$guest" ] && [ -f "$guest/info.json" ]; then
 fi
 arch=${arch:-amd64}
 case "$arch" in
-  amd64) qemu=qemu-system-x86_64 machine=q35 ;;
-  arm64) qemu=qemu-system-aarch64 machine=virt ;;
+  amd64) qemu=qemu-system-x86_64 machine=q35 qemu_pkg=qemu-system-x86 ;;
+  arm64) qemu=qemu-system-aarch64 machine=virt qemu_pkg=qemu-system-arm ;;
   *) die "unsupported arch $arch" ;;
 esac
-command -v "$qemu" >/dev/null || die "$qemu not found (apt-get install -t bookworm-backports qemu-system-x86 qemu-utils)"
+command -v "$qemu" >/dev/null || die "$qemu not found (apt-get install -t bookworm-backports $qemu_pkg qemu-utils)"
 
 # /dev/kvm may exist and still be unable to run this guest (here, for example,
 # it is a nested "kvm-pvm" that runs a real-mode boot sector but never gets a
@@ -103,6 +105,9 @@ case "$accel" in
   tcg) cpu=max ;;
   *) die "--accel must be auto, kvm or tcg" ;;
 esac
+# TCG emulates arm64 pointer authentication with QARMA by default, which is slow;
+# the implementation-defined algorithm is much cheaper and the guest cannot tell.
+if [ "$arch" = arm64 ] && [ "$accel" = tcg ]; then cpu=max,pauth-impdef=on; fi
 
 mkdir -p "$out"
 rm -f "$out/console.log" "$out/report.raw" "$out/report.json" "$out/qemu.log" "$out/timing.json"
@@ -115,6 +120,13 @@ if [ -n "$address" ]; then
   [ -n "$net" ] || die "--address needs --net (e.g. 192.168.1.0/24)"
   host=$(python3 -c 'import ipaddress,sys; print(next(ipaddress.ip_network(sys.argv[1]).hosts()))' "$net")
   nic="$nic,net=$net,host=$host,dhcpstart=$address"
+fi
+
+if [ -n "$guestfwd" ]; then
+  # One address in the guest's network that QEMU answers by running a command per connection
+  # (the fetch tests relay it to their mirror on 127.0.0.1); restrict=on leaves only this open.
+  case "$guestfwd" in *,*) die "--guestfwd must not contain a comma" ;; esac
+  nic="$nic,guestfwd=$guestfwd"
 fi
 
 args=(

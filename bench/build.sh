@@ -26,6 +26,7 @@ IMAGEGEN="$root/target/release/imagegen"
 keep=${BENCH_DIR:+1}
 work=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/imagegen-bench.XXXXXX")}
 mkdir -p "$work"
+rm -rf "$work/cache" "$work/out"   # every run starts cold
 chmod 755 "$work"   # nginx workers started by root run unprivileged
 nginx_pid=
 cleanup() {

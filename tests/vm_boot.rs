@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::vm::{node_path, script, text, vm_dir};
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -28,20 +30,6 @@ struct Fixture {
     accel: String,
     mirror: PathBuf,
     mirror_url: String,
-}
-
-fn vm_dir() -> PathBuf {
-    common::root().join("tests/vm")
-}
-
-/// Runs a helper script; its stderr (progress) goes to the test's stderr, its stdout is returned.
-fn script(cmd: &mut Command) -> String {
-    let out = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed ({})", out.status);
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Guest, accelerator, mirror and its HTTP server: built once per test binary.
@@ -302,15 +290,6 @@ fn boot(spec: &BootSpec) -> Booted {
     }
 }
 
-fn node_path(file: &Value) -> String {
-    let p = file["path"].as_str().unwrap();
-    if p.starts_with('/') {
-        p.to_string()
-    } else {
-        format!("/{p}")
-    }
-}
-
 fn octal(s: &str) -> u32 {
     u32::from_str_radix(s.trim_start_matches("0o"), 8).unwrap_or(u32::MAX)
 }
@@ -344,10 +323,6 @@ impl Checks {
             b.out.join("console.log").display()
         );
     }
-}
-
-fn text<'a>(v: &'a Value, ptr: &str) -> &'a str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
 
 fn output_log(r: &Value) -> &str {

@@ -15,6 +15,8 @@
 
 mod common;
 
+use common::vm::{node_path, script, text, vm_dir};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -22,33 +24,6 @@ use serde_json::Value;
 
 const ARCH: &str = "arm64";
 const VM: &str = "worker0";
-
-fn vm_dir() -> PathBuf {
-    common::root().join("tests/vm")
-}
-
-/// Runs a helper script; its stderr (progress) goes to the test's stderr, its stdout is returned.
-fn script(cmd: &mut Command) -> String {
-    let out = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed ({})", out.status);
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn text<'a>(v: &'a Value, ptr: &str) -> &'a str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
-}
-
-fn node_path(file: &Value) -> String {
-    let p = file["path"].as_str().unwrap();
-    if p.starts_with('/') {
-        p.to_string()
-    } else {
-        format!("/{p}")
-    }
-}
 
 #[test]
 #[ignore = "boots an arm64 QEMU guest under TCG; opt-in with IMAGEGEN_VM_ARM64=1"]

@@ -78,3 +78,4 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 pub mod mirror;
+pub mod vm;

@@ -101,11 +101,6 @@ pub fn epoch_from_env() -> anyhow::Result<u64> {
 pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let profile = profile::load(opts.profile.as_deref())?;
     let plan = plan::plan(&profile, opts.arch)?;
-    let (pki_dir, pki_mode) = match &opts.pki {
-        Some(d) => (d.clone(), PkiMode::Provided),
-        None => (opts.out.join("pki"), PkiMode::Managed),
-    };
-    let pki = pki::prepare(&pki_dir, pki_mode, &plan)?;
     let templates = Templates::load(opts.templates.as_deref())?;
 
     fs_err::create_dir_all(opts.out.as_std_path())?;
@@ -170,6 +165,14 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
             overlays.insert(role.role, ov);
         }
     }
+    // Credentials last among the inputs: a build that fails to resolve or stage creates no
+    // CA or keys.
+    let (pki_dir, pki_mode) = match &opts.pki {
+        Some(d) => (d.clone(), PkiMode::Provided),
+        None => (opts.out.join("pki"), PkiMode::Managed),
+    };
+    let pki = pki::prepare(&pki_dir, pki_mode, &plan)?;
+
     let mut payloads = BTreeMap::new();
     for role in &plan.roles {
         let p = match (opts.payload, overlays.get(&role.role)) {

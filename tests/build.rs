@@ -264,6 +264,22 @@ fn offline_with_an_empty_cache_names_what_is_missing() {
         assert!(err.contains(needle), "missing `{needle}` in:\n{err}");
     }
     assert!(!out.join("amd64").exists(), "nothing written");
+    // Not even credentials: a build that cannot resolve creates no CA.
+    let o = imagegen()
+        .args(["build", "--arch", "amd64", "--offline", "--profile"])
+        .arg(&m.profile)
+        .arg("--out")
+        .arg(&out)
+        .arg("--cache")
+        .arg(tmp.path().join("empty-cache"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        !out.join("pki").exists(),
+        "a failed build created {}",
+        out.join("pki").display()
+    );
 }
 
 #[test]

@@ -29,7 +29,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Write every VM's seed (user-data, meta-data, network-config) under OUT/ARCH/
+    /// Write every VM's seed (user-data, meta-data, network-config, seed.iso) under OUT/ARCH/
     #[command(
         after_help = "Example:\n  imagegen build --arch arm64 --ssh-key ~/.ssh/id_ed25519.pub\n  imagegen build --arch amd64 --profile profiles/my-cluster.yaml --out /tmp/seeds"
     )]
@@ -165,7 +165,7 @@ struct ResolveArgs {
     /// Never use the network; fail listing what the cache lacks
     #[arg(long)]
     offline: bool,
-    /// Downloads at once
+    /// Connections at once, shared by all downloads
     #[arg(long, default_value_t = 4, value_name = "N")]
     jobs: usize,
     /// No progress output

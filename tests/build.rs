@@ -235,23 +235,19 @@ fn offline_with_an_empty_cache_names_what_is_missing() {
     let tmp = tempfile::tempdir().unwrap();
     let m = mirror::build(tmp.path(), "amd64", &|p| p);
     let out = tmp.path().join("out");
-    let o = imagegen()
-        .args([
-            "build",
-            "--arch",
-            "amd64",
-            "--offline",
-            "--pki",
-            "tests/fixtures/pki",
-            "--profile",
-        ])
-        .arg(&m.profile)
-        .arg("--out")
-        .arg(&out)
-        .arg("--cache")
-        .arg(tmp.path().join("empty-cache"))
-        .output()
-        .unwrap();
+    let offline_build = |extra: &[&str]| {
+        imagegen()
+            .args(["build", "--arch", "amd64", "--offline", "--profile"])
+            .arg(&m.profile)
+            .arg("--out")
+            .arg(&out)
+            .arg("--cache")
+            .arg(tmp.path().join("empty-cache"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = offline_build(&["--pki", "tests/fixtures/pki"]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     for needle in [
@@ -265,15 +261,7 @@ fn offline_with_an_empty_cache_names_what_is_missing() {
     }
     assert!(!out.join("amd64").exists(), "nothing written");
     // Not even credentials: a build that cannot resolve creates no CA.
-    let o = imagegen()
-        .args(["build", "--arch", "amd64", "--offline", "--profile"])
-        .arg(&m.profile)
-        .arg("--out")
-        .arg(&out)
-        .arg("--cache")
-        .arg(tmp.path().join("empty-cache"))
-        .output()
-        .unwrap();
+    let o = offline_build(&[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         !out.join("pki").exists(),

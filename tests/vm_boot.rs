@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::vm::{node_path, script, text, vm_dir};
+use common::vm::{build_guest, node_path, script, text, vm_dir};
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -38,13 +38,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vm-boot");
         std::fs::create_dir_all(&work).unwrap();
-        let guest = script(Command::new(vm_dir().join("build-guest.sh")).arg(ARCH));
-        let guest = PathBuf::from(
-            guest
-                .lines()
-                .last()
-                .expect("build-guest.sh printed no path"),
-        );
+        let guest = build_guest(ARCH);
         let accel = match std::env::var("IMAGEGEN_VM_ACCEL") {
             Ok(a) if a != "auto" => a,
             _ => script(

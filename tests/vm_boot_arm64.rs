@@ -15,9 +15,9 @@
 
 mod common;
 
-use common::vm::{node_path, script, text, vm_dir};
+use common::vm::{build_guest, node_path, script, text, vm_dir};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
@@ -36,13 +36,7 @@ fn arm64_worker_embed_boots_configured_under_tcg() {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
 
-    let guest = script(Command::new(vm_dir().join("build-guest.sh")).arg(ARCH));
-    let guest = PathBuf::from(
-        guest
-            .lines()
-            .last()
-            .expect("build-guest.sh printed no path"),
-    );
+    let guest = build_guest(ARCH);
     let mirror = work.join("mirror");
     script(
         Command::new(vm_dir().join("build-mirror.sh"))

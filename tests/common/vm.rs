@@ -32,3 +32,9 @@ pub fn node_path(file: &Value) -> String {
         format!("/{p}")
     }
 }
+
+/// Builds (or takes from the cache) the guest for `arch` and returns its directory.
+pub fn build_guest(arch: &str) -> PathBuf {
+    let out = script(Command::new(vm_dir().join("build-guest.sh")).arg(arch));
+    PathBuf::from(out.lines().last().expect("build-guest.sh printed no path"))
+}

@@ -139,7 +139,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
             {
                 let twin_root = st.join("overlay").join(twin.role.as_str());
                 carry_over_tree(&twin_root, &overlay_root)?;
-                link_or_copy(&twin.archive, &archive_path)?;
+                fsutil::link_or_copy(&twin.archive, &archive_path)?;
                 let ov = Overlay {
                     role: name.to_string(),
                     archive: archive_path,
@@ -251,7 +251,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
             files.sort_by(|a, b| a.path.cmp(&b.path));
             if opts.payload == PayloadKind::Embed {
                 let name = payload::archive_name(vm.role);
-                link_or_copy(&ov.archive, &dir.join(&name))?;
+                fsutil::link_or_copy(&ov.archive, &dir.join(&name))?;
                 stamp.add(&name, 0o644, &ov.archive_sha256);
                 iso_files.push(IsoFile {
                     name: name.clone(),
@@ -363,8 +363,8 @@ fn write_iso_reusing(
     mode: u32,
 ) -> anyhow::Result<bool> {
     let prev_stamp = std::fs::read_to_string(stamp_path(prev)).unwrap_or_default();
-    if prev_stamp == stamp && prev.is_file() && link_or_copy(prev, dest).is_ok() {
-        link_or_copy(&stamp_path(prev), &stamp_path(dest))?;
+    if prev_stamp == stamp && prev.is_file() && fsutil::link_or_copy(prev, dest).is_ok() {
+        fsutil::link_or_copy(&stamp_path(prev), &stamp_path(dest))?;
         return Ok(true);
     }
     let timestamp = i64::try_from(epoch).context("SOURCE_DATE_EPOCH is too large")?;
@@ -383,20 +383,9 @@ fn write_iso_reusing(
     Ok(false)
 }
 
-/// A hard link where possible (same file system, no extra space), else a copy.
-fn link_or_copy(from: &Path, to: &Path) -> anyhow::Result<()> {
-    if let Some(parent) = to.parent() {
-        fs_err::create_dir_all(parent)?;
-    }
-    if std::fs::hard_link(from, to).is_err() {
-        fs_err::copy(from, to)?;
-    }
-    Ok(())
-}
-
 fn carry_over_file(from: &Path, to: &Path) -> anyhow::Result<()> {
     if from.is_file() {
-        link_or_copy(from, to)?;
+        fsutil::link_or_copy(from, to)?;
     }
     Ok(())
 }
@@ -414,7 +403,7 @@ fn carry_over_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
         if ty.is_dir() {
             carry_over_tree(&e.path(), &target)?;
         } else if ty.is_file() {
-            link_or_copy(&e.path(), &target)?;
+            fsutil::link_or_copy(&e.path(), &target)?;
         }
     }
     Ok(())

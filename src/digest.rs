@@ -1,7 +1,9 @@
-//! Pinned content digests (`sha256:<hex>` / `sha512:<hex>`) and streaming hashing.
+//! The hashing kit: pinned content digests (`sha256:<hex>` / `sha512:<hex>`) and streaming
+//! hashing. Every artifact imagegen touches is identified by one of these; the cache is keyed by
+//! them and the first-boot installers verify them with `sha256sum -c` / `sha512sum -c`.
 //!
-//! Every artifact imagegen touches is identified by one of these; the cache is keyed by them
-//! and the first-boot installers verify them with `sha256sum -c` / `sha512sum -c`.
+//! Hashing while copying is always [`HashingWriter`] or [`HashingReader`] inside an `io::copy`,
+//! so no stage keeps a private copy loop.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -28,14 +30,6 @@ impl Algo {
         match self {
             Algo::Sha256 => 64,
             Algo::Sha512 => 128,
-        }
-    }
-
-    /// The coreutils command that checks this digest on a node.
-    pub fn sum_command(self) -> &'static str {
-        match self {
-            Algo::Sha256 => "sha256sum",
-            Algo::Sha512 => "sha512sum",
         }
     }
 }
@@ -156,6 +150,109 @@ impl Write for Hasher {
     }
 }
 
+/// A writer that hashes (with one or more algorithms) and counts exactly the bytes the inner
+/// writer accepted.
+pub struct HashingWriter<W> {
+    inner: W,
+    hashers: Vec<Hasher>,
+    count: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W, algo: Algo) -> Self {
+        Self::with_algos(inner, [algo])
+    }
+
+    /// One digest per algorithm, in the order given.
+    pub fn with_algos(inner: W, algos: impl IntoIterator<Item = Algo>) -> Self {
+        HashingWriter {
+            inner,
+            hashers: algos.into_iter().map(Hasher::new).collect(),
+            count: 0,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// The inner writer, the digest of the first algorithm and the byte count.
+    pub fn finish(self) -> (W, Digest, u64) {
+        let (w, mut digests, n) = self.finish_all();
+        (w, digests.swap_remove(0), n)
+    }
+
+    /// The inner writer, one digest per algorithm and the byte count.
+    pub fn finish_all(self) -> (W, Vec<Digest>, u64) {
+        let digests = self.hashers.into_iter().map(Hasher::finish).collect();
+        (self.inner, digests, self.count)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        for h in &mut self.hashers {
+            h.update(&buf[..n]);
+        }
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that hashes and counts every byte read through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+    count: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R, algo: Algo) -> Self {
+        HashingReader {
+            inner,
+            hasher: Hasher::new(algo),
+            count: 0,
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// The inner reader, the digest and the byte count.
+    pub fn finish(self) -> (R, Digest, u64) {
+        (self.inner, self.hasher.finish(), self.count)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
 /// Streams a reader through the hasher (never buffers the whole input).
 pub fn hash_reader(algo: Algo, mut r: impl Read) -> io::Result<Digest> {
     let mut h = Hasher::new(algo);
@@ -202,5 +299,20 @@ mod tests {
         assert!(d.hex().starts_with("ddaf35a193617aba"));
         assert!(d.matches_reader(&b"abc"[..]).unwrap());
         assert!(!d.matches_reader(&b"abd"[..]).unwrap());
+    }
+
+    #[test]
+    fn hashing_writer_and_reader_agree() {
+        let data = vec![7u8; 300_000];
+        let mut w = HashingWriter::with_algos(Vec::new(), [Algo::Sha256, Algo::Sha512]);
+        let mut r = HashingReader::new(&data[..], Algo::Sha256);
+        io::copy(&mut r, &mut w).unwrap();
+        let (_, rd, rn) = r.finish();
+        let (out, ds, wn) = w.finish_all();
+        assert_eq!((rn, wn), (300_000, 300_000));
+        assert_eq!(out, data);
+        assert_eq!(rd, sha256_bytes(&data));
+        assert_eq!(ds[0], rd);
+        assert_eq!(ds[1], hash_reader(Algo::Sha512, &data[..]).unwrap());
     }
 }

@@ -1,44 +1,95 @@
-//! Small filesystem helpers every stage uses: atomic writes with the final mode set before any
-//! byte lands (so a secret is never briefly world-readable), and the swap of a finished build
-//! directory into place.
+//! The filesystem kit: the only place that knows how imagegen puts bytes on disk.
+//!
+//! Three rules hold for everything written through it:
+//! - a file's final mode is set before any byte lands (so a secret is never briefly readable by
+//!   others, whatever the umask);
+//! - a file or directory becomes visible at its final path only when complete (temp beside,
+//!   then rename), so an interrupted run leaves the previous content or nothing;
+//! - a finished directory replaces the previous one in one step where the OS can swap two paths
+//!   atomically (Linux `renameat2(RENAME_EXCHANGE)`, macOS `renamex_np(RENAME_SWAP)`).
+//!
+//! Every error names the path it is about (`fs_err`).
 
-use fs_err::os::unix::fs::OpenOptionsExt as _;
-use std::io::Write as _;
+use std::io::{self, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use camino::Utf8Path;
+use fs_err::os::unix::fs::OpenOptionsExt as _;
+use tempfile::{NamedTempFile, TempDir};
 
-/// Writes `data` to a temp file beside `path` with `mode`, then renames it over `path`.
-pub fn write_atomic(path: &Utf8Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_str().is_empty())
-        .unwrap_or(Utf8Path::new("."));
-    fs_err::create_dir_all(dir.as_std_path())?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".imagegen-")
-        .permissions(std::fs::Permissions::from_mode(mode))
-        .tempfile_in(dir.as_std_path())
-        .with_context(|| format!("creating a temporary file in {dir}"))?;
-    tmp.write_all(data)
-        .and_then(|_| tmp.as_file().sync_data())
-        .with_context(|| format!("writing {path}"))?;
-    // The umask may have narrowed the mode given at creation.
-    fs_err::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))?;
-    tmp.persist(path.as_std_path())
-        .with_context(|| format!("renaming into {path}"))?;
+/// The parent of `path` (`.` for a bare name) and the file name, creating the parent.
+fn parent_and_name(path: &Path) -> anyhow::Result<(PathBuf, String)> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("`{}` has no file name", path.display()))?
+        .to_string_lossy()
+        .into_owned();
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs_err::create_dir_all(&parent)?;
+    Ok((parent, name))
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(())
+}
+
+/// A temp file beside `path` (same directory, so the final rename is atomic), named
+/// `.<name>.<random>.tmp`, already with `mode` (the umask cannot narrow or widen it).
+pub fn temp_file_beside(path: &Path, mode: u32) -> anyhow::Result<NamedTempFile> {
+    let (parent, name) = parent_and_name(path)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(&parent)
+        .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
+    // The umask applies at creation; set the exact mode before any data is written.
+    set_mode(tmp.path(), mode)?;
+    Ok(tmp)
+}
+
+/// A temp directory beside `path`, named `.<name>.<random>.tmp`.
+pub fn temp_dir_beside(path: &Path) -> anyhow::Result<TempDir> {
+    let (parent, name) = parent_and_name(path)?;
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a temporary directory in {}", parent.display()))
+}
+
+/// Makes a finished temp file durable and renames it to `dest`.
+pub fn persist(tmp: NamedTempFile, dest: &Path) -> anyhow::Result<()> {
+    tmp.as_file()
+        .sync_data()
+        .with_context(|| format!("writing {}", dest.display()))?;
+    tmp.persist(dest)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming into {}", dest.display()))?;
+    Ok(())
+}
+
+/// Writes `data` to `path` with `mode`: temp file beside it, mode first, then rename.
+pub fn write_atomic(path: &Utf8Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
+    let mut tmp = temp_file_beside(path.as_std_path(), mode)?;
+    tmp.write_all(data)
+        .with_context(|| format!("writing {path}"))?;
+    persist(tmp, path.as_std_path())
 }
 
 /// Like [`write_atomic`], but leaves the file (and its mtime) alone when it already holds `data`.
 pub fn write_if_changed(path: &Utf8Path, data: &str, mode: u32) -> anyhow::Result<bool> {
-    if let Ok(existing) = std::fs::read(path.as_std_path()) {
+    if let Ok(existing) = fs_err::read(path.as_std_path()) {
         if existing == data.as_bytes() {
             let meta = fs_err::metadata(path.as_std_path())?;
             if meta.permissions().mode() & 0o7777 != mode {
-                fs_err::set_permissions(path.as_std_path(), std::fs::Permissions::from_mode(mode))?;
+                set_mode(path.as_std_path(), mode)?;
             }
             return Ok(false);
         }
@@ -47,53 +98,128 @@ pub fn write_if_changed(path: &Utf8Path, data: &str, mode: u32) -> anyhow::Resul
     Ok(true)
 }
 
-/// Creates a directory readable by its owner only (it holds keys).
-pub fn create_private_dir(dir: &Utf8Path) -> anyhow::Result<()> {
-    fs_err::create_dir_all(dir.as_std_path())?;
-    fs_err::set_permissions(dir.as_std_path(), std::fs::Permissions::from_mode(0o700))?;
+/// Creates a new file with `mode` set before any data, and writes `data` (no temp: for files
+/// inside a staging directory that is itself swapped into place).
+pub fn write_new(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
+    let mut f = create_new(path, mode)?;
+    f.write_all(data)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
-/// Writes a new file with `mode` (no temp: used inside a staging directory that is itself
-/// renamed into place).
-pub fn write_new(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent() {
+/// Creates a new file (failing if it exists) whose mode is exactly `mode` before any data.
+pub fn create_new(path: &Path, mode: u32) -> anyhow::Result<fs_err::File> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs_err::create_dir_all(parent)?;
     }
-    let mut f = fs_err::OpenOptions::new()
+    let f = fs_err::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .open(path)?;
-    f.write_all(data)
-        .with_context(|| format!("writing {}", path.display()))?;
-    fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    // The umask applied at creation: fix the mode through the open file, before writing.
+    f.file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    Ok(f)
+}
+
+/// Creates a directory readable by its owner only (it holds keys).
+pub fn create_private_dir(dir: &Utf8Path) -> anyhow::Result<()> {
+    fs_err::create_dir_all(dir.as_std_path())?;
+    set_mode(dir.as_std_path(), 0o700)
+}
+
+/// Removes a file; a file that is not there is not an error.
+pub fn remove_if_exists(path: &Path) -> anyhow::Result<()> {
+    match fs_err::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// A hard link where possible (same file system, no extra space), else a copy.
+pub fn link_or_copy(from: &Path, to: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = to.parent() {
+        fs_err::create_dir_all(parent)?;
+    }
+    if fs_err::hard_link(from, to).is_err() {
+        fs_err::copy(from, to)?;
+    }
     Ok(())
 }
 
-/// Replaces directory `dest` with the finished directory `staged` (same parent). The previous
-/// content stays intact until the new one is complete; the swap is two renames.
-pub fn replace_dir(staged: &Path, dest: &Path) -> anyhow::Result<()> {
-    let old = dest.with_file_name(format!(
-        ".{}.old-{}",
-        dest.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
-        std::process::id()
-    ));
-    let had_old = dest.exists();
-    if had_old {
-        fs_err::rename(dest, &old)?;
+/// Swaps two existing paths in one step. `Ok(false)` when this OS or file system cannot (the
+/// caller falls back to two renames).
+fn exchange(a: &Path, b: &Path) -> anyhow::Result<bool> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt as _;
+    let ca = CString::new(a.as_os_str().as_bytes())
+        .with_context(|| format!("{} contains a NUL byte", a.display()))?;
+    let cb = CString::new(b.as_os_str().as_bytes())
+        .with_context(|| format!("{} contains a NUL byte", b.display()))?;
+    #[cfg(target_os = "linux")]
+    // SAFETY: both arguments are valid NUL-terminated paths that live across the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    #[cfg(target_os = "macos")]
+    // SAFETY: as above.
+    let rc = unsafe { libc::renamex_np(ca.as_ptr(), cb.as_ptr(), libc::RENAME_SWAP) };
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    let rc = {
+        let _ = (&ca, &cb);
+        return Ok(false);
+    };
+    if rc == 0 {
+        return Ok(true);
     }
-    if let Err(e) = fs_err::rename(staged, dest) {
-        if had_old {
-            // Put the previous build back rather than leave nothing.
-            let _ = std::fs::rename(&old, dest);
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        // Not supported by this kernel or file system.
+        Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::ENOTSUP) => Ok(false),
+        _ => Err(err).with_context(|| {
+            format!("swapping {} and {}", a.display(), b.display())
+        }),
+    }
+}
+
+/// Replaces directory `dest` with the finished directory `staged` (same parent) and removes the
+/// previous content. The swap is atomic where the OS can exchange two paths: at every instant
+/// `dest` is either the complete old tree or the complete new one; a crash after the swap leaves
+/// the old tree at `staged`, for the next run to sweep. Elsewhere it is two renames, and a failed
+/// second rename puts the old tree back.
+pub fn replace_dir(staged: &Path, dest: &Path) -> anyhow::Result<()> {
+    match fs_err::symlink_metadata(dest) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs_err::rename(staged, dest)?;
+            return Ok(());
         }
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    if exchange(staged, dest)? {
+        // `staged` now holds the previous tree.
+        fs_err::remove_dir_all(staged)?;
+        return Ok(());
+    }
+    let trash = temp_dir_beside(dest)?;
+    let old = trash.path().join("old");
+    fs_err::rename(dest, &old)?;
+    if let Err(e) = fs_err::rename(staged, dest) {
+        // Put the previous tree back rather than leave nothing.
+        let _ = fs_err::rename(&old, dest);
         return Err(e.into());
     }
-    if had_old {
-        fs_err::remove_dir_all(&old)?;
-    }
-    Ok(())
+    trash
+        .close()
+        .with_context(|| format!("removing the previous content of {}", dest.display()))
 }
 
 #[cfg(test)]
@@ -106,27 +232,45 @@ mod tests {
         let p = camino::Utf8PathBuf::from_path_buf(tmp.path().join("a/b/secret")).unwrap();
         write_atomic(&p, b"one", 0o600).unwrap();
         write_atomic(&p, b"two", 0o600).unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(fs_err::read(&p).unwrap(), b"two");
+        let mode = fs_err::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert!(!write_if_changed(&p, "two", 0o600).unwrap());
         assert!(write_if_changed(&p, "three", 0o600).unwrap());
-        let leftovers: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
+        let leftovers: Vec<_> = fs_err::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp files left behind");
     }
 
     #[test]
-    fn replace_dir_swaps() {
+    fn new_files_get_their_mode_whatever_the_umask() {
+        let tmp = tempfile::tempdir().unwrap();
+        for mode in [0o600, 0o644, 0o755] {
+            let p = tmp.path().join(format!("f{mode:o}"));
+            write_new(&p, b"x", mode).unwrap();
+            assert_eq!(fs_err::metadata(&p).unwrap().permissions().mode() & 0o777, mode);
+            let t = temp_file_beside(&tmp.path().join(format!("t{mode:o}")), mode).unwrap();
+            assert_eq!(
+                fs_err::metadata(t.path()).unwrap().permissions().mode() & 0o777,
+                mode
+            );
+        }
+        assert!(write_new(&tmp.path().join("f600"), b"y", 0o600).is_err());
+    }
+
+    #[test]
+    fn replace_dir_swaps_and_creates() {
         let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("arm64");
         let staged = tmp.path().join(".arm64.new");
-        std::fs::create_dir_all(&dest).unwrap();
-        std::fs::write(dest.join("old"), "x").unwrap();
-        std::fs::create_dir_all(&staged).unwrap();
-        std::fs::write(staged.join("new"), "y").unwrap();
+        fs_err::create_dir_all(&staged).unwrap();
+        fs_err::write(staged.join("first"), "x").unwrap();
+        replace_dir(&staged, &dest).unwrap();
+        assert!(dest.join("first").exists());
+        fs_err::create_dir_all(&staged).unwrap();
+        fs_err::write(staged.join("new"), "y").unwrap();
         replace_dir(&staged, &dest).unwrap();
         assert!(dest.join("new").exists());
-        assert!(!dest.join("old").exists());
-        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+        assert!(!dest.join("first").exists());
+        assert_eq!(fs_err::read_dir(tmp.path()).unwrap().count(), 1);
     }
 }

@@ -9,6 +9,11 @@
 //!   atomically (Linux `renameat2(RENAME_EXCHANGE)`, macOS `renamex_np(RENAME_SWAP)`).
 //!
 //! Every error names the path it is about (`fs_err`).
+//!
+//! Stamps are part of the kit because all three kinds (the cache's "last verified", a packed
+//! overlay's inputs, a seed ISO's inputs) share one format: a hidden JSON file `.<name>.stamp`
+//! beside the file it describes, written atomically, read leniently (a missing, unreadable or
+//! older-format stamp only means "no reuse").
 
 use std::io::{self, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
@@ -17,6 +22,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use camino::Utf8Path;
 use fs_err::os::unix::fs::OpenOptionsExt as _;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tempfile::{NamedTempFile, TempDir};
 
 /// The parent of `path` (`.` for a bare name) and the file name, creating the parent.
@@ -222,6 +229,32 @@ pub fn replace_dir(staged: &Path, dest: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("removing the previous content of {}", dest.display()))
 }
 
+/// Where the stamp of `file` lives: `.<name>.stamp` in the same directory.
+pub fn stamp_path(file: &Path) -> PathBuf {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    file.with_file_name(format!(".{name}.stamp"))
+}
+
+/// The stamp of `file`, if there is one that parses as `T`.
+pub fn read_stamp<T: DeserializeOwned>(file: &Path) -> Option<T> {
+    let bytes = fs_err::read(stamp_path(file)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Writes the stamp of `file` (pretty JSON, atomically, 0644).
+pub fn write_stamp<T: Serialize>(file: &Path, value: &T) -> anyhow::Result<()> {
+    let path = stamp_path(file);
+    let mut json = serde_json::to_vec_pretty(value).context("serializing a stamp")?;
+    json.push(b'\n');
+    let mut tmp = temp_file_beside(&path, 0o644)?;
+    tmp.write_all(&json)
+        .with_context(|| format!("writing {}", path.display()))?;
+    persist(tmp, &path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +288,18 @@ mod tests {
             );
         }
         assert!(write_new(&tmp.path().join("f600"), b"y", 0o600).is_err());
+    }
+
+    #[test]
+    fn stamps_round_trip_and_tolerate_garbage() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("seed.iso");
+        assert_eq!(stamp_path(&f), tmp.path().join(".seed.iso.stamp"));
+        assert_eq!(read_stamp::<u32>(&f), None);
+        write_stamp(&f, &42u32).unwrap();
+        assert_eq!(read_stamp::<u32>(&f), Some(42));
+        fs_err::write(stamp_path(&f), "not json").unwrap();
+        assert_eq!(read_stamp::<u32>(&f), None);
     }
 
     #[test]

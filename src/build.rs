@@ -149,7 +149,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
                 continue;
             }
             carry_over_tree(&prev.join("overlay").join(name), &overlay_root)?;
-            for f in [archive.clone(), format!("{archive}.stamp")] {
+            for f in [archive.clone().into(), fsutil::stamp_path(archive.as_ref())] {
                 carry_over_file(&prev.join(&f), &st.join(&f))?;
             }
             let ov = stage::stage_role(&StageRequest {

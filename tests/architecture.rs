@@ -2,6 +2,7 @@
 //! the stages before it, never one after it.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 const HELPERS: &[&str] = &["digest", "fsutil"];
 /// Pipeline order; `build` runs them all, `cli` sits on top.
@@ -9,22 +10,50 @@ const STAGES: &[&str] = &[
     "profile", "plan", "pki", "resolve", "stage", "payload", "seed", "iso", "build", "cli",
 ];
 
+/// The text of every file of `module`: `src/<module>.rs`, or each `.rs` file under the module
+/// folder `src/<module>/`.
+fn texts(module: &str) -> Vec<String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let file = src.join(format!("{module}.rs"));
+    if file.is_file() {
+        return vec![fs_err::read_to_string(&file).unwrap()];
+    }
+    let mut out = Vec::new();
+    let mut dirs = vec![src.join(module)];
+    while let Some(dir) = dirs.pop() {
+        for e in fs_err::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(fs_err::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    assert!(
+        !out.is_empty(),
+        "no src/{module}.rs and no src/{module}/*.rs"
+    );
+    out
+}
+
+/// The other crate modules `module` uses (`crate::<name>`).
 fn uses(module: &str) -> BTreeSet<String> {
-    let path = format!("{}/src/{module}.rs", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    // Only the module's own code: its #[cfg(test)] tests may use anything.
-    let code = text
-        .split("#[cfg(test)]\nmod tests")
-        .next()
-        .unwrap_or(&text);
     let mut out = BTreeSet::new();
-    for (i, _) in code.match_indices("crate::") {
-        let name: String = code[i + 7..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        if !name.is_empty() && name != "test_http" {
-            out.insert(name);
+    for text in texts(module) {
+        // Only the module's own code: its #[cfg(test)] tests may use anything.
+        let code = text
+            .split("#[cfg(test)]\nmod tests")
+            .next()
+            .unwrap_or(&text);
+        for (i, _) in code.match_indices("crate::") {
+            let name: String = code[i + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                out.insert(name);
+            }
         }
     }
     out
@@ -54,12 +83,16 @@ fn stages_only_use_earlier_stages() {
 #[test]
 fn every_module_is_placed() {
     let dir = format!("{}/src", env!("CARGO_MANIFEST_DIR"));
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        let Some(module) = name.strip_suffix(".rs") else {
-            continue;
+    for e in fs_err::read_dir(&dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        // A module is a file `src/<m>.rs` or a folder `src/<m>/`.
+        let module = match name.strip_suffix(".rs") {
+            Some(m) => m,
+            None if e.path().is_dir() => name.as_str(),
+            None => continue,
         };
-        if ["lib", "main", "test_http"].contains(&module) {
+        if ["lib", "main"].contains(&module) {
             continue;
         }
         assert!(

@@ -27,6 +27,3 @@ pub mod build;
 
 // The command line.
 pub mod cli;
-
-#[cfg(test)]
-mod test_http;

@@ -336,14 +336,11 @@ fn fetch_then_offline_build_and_cache_import() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("stray.bin"));
 }
 
-#[path = "../src/test_http.rs"]
-mod test_http;
-
 #[test]
 fn fetch_over_http_from_a_loopback_mirror_then_from_the_cache() {
     let tmp = tempfile::tempdir().unwrap();
     let m = mirror::build(tmp.path(), "arm64", &|p| p);
-    let server = test_http::TestServer::start();
+    let server = http::TestServer::start();
     for (path, data) in &m.files {
         server.add(&format!("/mirror/{path}"), data.clone());
     }

@@ -77,5 +77,6 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+pub mod http;
 pub mod mirror;
 pub mod vm;

@@ -7,8 +7,8 @@
 //! request so tests can assert how many hits a path got, which `Range` was asked for and which
 //! status was answered, and how many requests were in flight at once, in all and per path.
 //!
-//! Self-contained on purpose (no `crate::` paths) so integration tests can include it with
-//! `#[path = "../src/test_http.rs"] mod test_http;`.
+//! The one test server of the integration tests (`common::http::TestServer`): the resolve suite
+//! uses it as upstream and mirror, the CLI suites as a loopback mirror.
 #![allow(dead_code)]
 
 use std::collections::HashMap;

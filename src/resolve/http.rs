@@ -1,0 +1,361 @@
+//! HTTP: the main stream of one download (from byte 0, hashed as it arrives, resumed with `Range`
+//! after an interruption where the server allows it), the retry loop with backoff every request
+//! goes through, and the one triage of HTTP answers that the main stream and the ranged pieces of
+//! `split` share.
+
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use indicatif::HumanDuration;
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{ACCEPT_RANGES, CONTENT_RANGE, RANGE};
+use reqwest::StatusCode;
+
+use super::fetch::{Ctx, SourceError};
+use super::progress::Bar;
+use super::split::{Claim, Split, SPLIT_MIN_LEN};
+use super::ResolveOptions;
+use crate::digest::{Algo, Digest, Hasher};
+
+/// Read size of one HTTP body read.
+pub(super) const CHUNK: usize = 64 * 1024;
+
+pub(super) fn client(opts: &ResolveOptions) -> Result<Client> {
+    Client::builder()
+        .connect_timeout(opts.connect_timeout)
+        // The blocking client applies this to the response headers and to each body read
+        // (not to the whole transfer), i.e. it is the read timeout.
+        .timeout(opts.read_timeout)
+        .user_agent(concat!("imagegen/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("setting up the HTTP client")
+}
+
+/// A failed HTTP attempt, by what to do next.
+pub(super) enum Attempt {
+    /// Connection error, timeout, 5xx: retry (resuming if possible).
+    Retry(anyhow::Error),
+    NotFound(StatusCode),
+    Fatal(anyhow::Error),
+    /// Another connection of the same split download failed; its error is in the [`Split`].
+    Stopped,
+}
+
+/// What any answer's status means, whatever was asked: 404/410 say this source does not have
+/// the file; 5xx, 429 and 408 are worth another try. Anything else is the caller's to judge.
+pub(super) fn triage(status: StatusCode) -> Result<(), Attempt> {
+    if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+        return Err(Attempt::NotFound(status));
+    }
+    if status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+    {
+        return Err(Attempt::Retry(anyhow!("server answered HTTP {status}")));
+    }
+    Ok(())
+}
+
+pub(super) fn classify(e: reqwest::Error, what: &str) -> Attempt {
+    // Every send() error here is a connect/timeout/protocol failure of this attempt (builder
+    // errors cannot happen: the URL was parsed before), so all of them are worth a retry.
+    Attempt::Retry(anyhow!(e).context(what.to_string()))
+}
+
+/// `(first, last, total)` of a `Content-Range: bytes first-last/total` header.
+pub(super) fn content_range(resp: &Response) -> Option<(u64, u64, u64)> {
+    let v = resp.headers().get(CONTENT_RANGE)?.to_str().ok()?;
+    let (range, total) = v.strip_prefix("bytes ")?.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    Some((
+        first.trim().parse().ok()?,
+        last.trim().parse().ok()?,
+        total.trim().parse().ok()?,
+    ))
+}
+
+/// Runs `attempt` until it succeeds, retrying connection errors, timeouts and 5xx with backoff.
+/// Errors come back as `NotFound`, `Stopped` or `Fatal` (with `what` in the message).
+pub(super) fn with_retries(
+    ctx: &Ctx,
+    what: &str,
+    mut attempt: impl FnMut() -> Result<(), Attempt>,
+) -> Result<(), Attempt> {
+    let mut failures = 0u32;
+    loop {
+        match attempt() {
+            Err(Attempt::Retry(e)) => {
+                failures += 1;
+                if failures > ctx.opts.retries {
+                    return Err(Attempt::Fatal(
+                        e.context(format!("{what}: giving up after {failures} attempts")),
+                    ));
+                }
+                let delay = ctx
+                    .opts
+                    .retry_backoff
+                    .saturating_mul(1 << (failures - 1).min(16))
+                    .min(Duration::from_secs(30));
+                ctx.reporter.note(&format!(
+                    "{what}: {e:#}; retry {failures}/{} in {}",
+                    ctx.opts.retries,
+                    HumanDuration(delay)
+                ));
+                std::thread::sleep(delay);
+            }
+            Err(Attempt::Fatal(e)) => return Err(Attempt::Fatal(e.context(what.to_string()))),
+            other => return other,
+        }
+    }
+}
+
+/// The main stream of a download: bytes `[0, have)` are in `out` and `hasher` has seen exactly
+/// those bytes.
+struct Partial<'a> {
+    out: &'a std::fs::File,
+    hasher: Hasher,
+    algo: Algo,
+    have: u64,
+    /// The server said `Accept-Ranges: bytes`, so an interruption can continue with `Range`.
+    resumable: bool,
+    /// Set once other connections may fetch parts of this file (this stream is `pieces[0]`).
+    split: Option<Arc<Split>>,
+}
+
+impl Partial<'_> {
+    fn restart(&mut self, bar: &Bar) -> Result<(), Attempt> {
+        match &self.split {
+            // Other connections' bytes are in the file: only this stream's piece starts over.
+            Some(s) => s.restart_first(),
+            None => self.out.set_len(0).map_err(|e| {
+                Attempt::Fatal(anyhow!(e).context("truncating the partial download"))
+            })?,
+        }
+        self.hasher = Hasher::new(self.algo);
+        bar.rewind(self.have);
+        self.have = 0;
+        Ok(())
+    }
+}
+
+/// Downloads `url` into `out` (with the help of other connections if it turns out large and
+/// resumable) and returns its digest with the algorithm of `pinned`.
+pub(super) fn download(
+    ctx: &Ctx,
+    url: &str,
+    pinned: &Digest,
+    out: &std::fs::File,
+    bar: &Bar,
+) -> Result<Digest, SourceError> {
+    let client = ctx.client().map_err(SourceError::Other)?;
+    let mut part = Partial {
+        out,
+        hasher: Hasher::new(pinned.algo()),
+        algo: pinned.algo(),
+        have: 0,
+        resumable: false,
+        split: None,
+    };
+    let result = with_retries(ctx, url, || attempt(ctx, &client, url, &mut part, bar));
+    let Some(split) = part.split.take() else {
+        return match result {
+            Ok(()) => Ok(part.hasher.finish()),
+            Err(e) => Err(source_error(url, e)),
+        };
+    };
+    if result.is_ok() {
+        while let Some(i) = split.next_for_owner() {
+            super::split::help(ctx, &split, i);
+        }
+    } else {
+        split.abort();
+    }
+    ctx.pool.remove(&split);
+    if let Some(e) = split.take_failure() {
+        return Err(SourceError::Other(e));
+    }
+    result.map_err(|e| source_error(url, e))?;
+    // This stream hashed `[0, first_end)` as it arrived; the rest came over other connections.
+    let mut hasher = part.hasher;
+    hash_rest(out, split.first_end(), split.len, &mut hasher)
+        .with_context(|| format!("reading back the download of {url}"))
+        .map_err(SourceError::Other)?;
+    Ok(hasher.finish())
+}
+
+fn source_error(url: &str, e: Attempt) -> SourceError {
+    match e {
+        Attempt::NotFound(status) => {
+            SourceError::NotFound(format!("{url}: not found (HTTP {status})"))
+        }
+        Attempt::Fatal(e) | Attempt::Retry(e) => SourceError::Other(e),
+        Attempt::Stopped => SourceError::Other(anyhow!("{url}: download stopped")),
+    }
+}
+
+/// Feeds bytes `[from, len)` of `file` to `hasher` (which has seen `[0, from)`), in order.
+fn hash_rest(mut file: &std::fs::File, from: u64, len: u64, hasher: &mut Hasher) -> Result<()> {
+    file.seek(SeekFrom::Start(from))?;
+    // `io::copy` reads through a `BufReader`'s own buffer: large reads instead of 8 KiB ones.
+    let mut rest = BufReader::with_capacity(256 * 1024, file.take(len - from));
+    let got = io::copy(&mut rest, hasher)?;
+    if from + got != len {
+        bail!("the file has {} bytes, expected {len}", from + got);
+    }
+    Ok(())
+}
+
+/// One request of the main stream: from `part.have` to the end of its piece (the file's end
+/// unless other connections took the rest).
+fn attempt(
+    ctx: &Ctx,
+    client: &Client,
+    url: &str,
+    part: &mut Partial,
+    bar: &Bar,
+) -> Result<(), Attempt> {
+    if part.have > 0 && !part.resumable {
+        part.restart(bar)?;
+    }
+    let ranged = part.have > 0;
+    let resp = send(client, url, part, ranged)?;
+    accept(ctx, url, part, &resp, ranged, bar)?;
+    if part.split.is_none() {
+        if let Some(len) = resp.content_length() {
+            bar.set_length(part.have + len);
+        }
+    }
+    read_body(part, resp, bar)
+}
+
+/// Asks for the whole file, or (`ranged`) for the rest of this stream's piece.
+fn send(client: &Client, url: &str, part: &Partial, ranged: bool) -> Result<Response, Attempt> {
+    let mut req = client.get(url);
+    if ranged {
+        let spec = match &part.split {
+            Some(s) => match s.first_end() {
+                end if end < s.len => format!("bytes={}-{}", part.have, end - 1),
+                _ => format!("bytes={}-", part.have),
+            },
+            None => format!("bytes={}-", part.have),
+        };
+        req = req.header(RANGE, spec);
+    }
+    let resp = req.send().map_err(|e| classify(e, "request failed"))?;
+    triage(resp.status())?;
+    Ok(resp)
+}
+
+/// Checks that the answer continues the stream where it stopped, starting over when it cannot.
+fn accept(
+    ctx: &Ctx,
+    url: &str,
+    part: &mut Partial,
+    resp: &Response,
+    ranged: bool,
+    bar: &Bar,
+) -> Result<(), Attempt> {
+    let status = resp.status();
+    match status {
+        StatusCode::PARTIAL_CONTENT if ranged => {
+            let start = content_range(resp).map(|(s, _, _)| s);
+            if start != Some(part.have) {
+                // Continuing at the wrong offset would corrupt the file; start over instead.
+                part.resumable = false;
+                part.restart(bar)?;
+                return Err(Attempt::Retry(anyhow!(
+                    "server answered a range request with an unexpected Content-Range"
+                )));
+            }
+        }
+        StatusCode::OK => {
+            if part.have > 0 {
+                // The server ignored `Range` and is sending the whole file again.
+                part.restart(bar)?;
+            }
+            part.resumable = resp
+                .headers()
+                .get(ACCEPT_RANGES)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("bytes")));
+            offer_split(ctx, url, part, resp, bar);
+        }
+        StatusCode::RANGE_NOT_SATISFIABLE => {
+            part.resumable = false;
+            part.restart(bar)?;
+            return Err(Attempt::Retry(anyhow!(
+                "server rejected the range request (HTTP 416)"
+            )));
+        }
+        _ => return Err(Attempt::Fatal(anyhow!("unexpected HTTP status {status}"))),
+    }
+    Ok(())
+}
+
+/// Lets idle connections help with this file when it is large and the server takes `Range`.
+fn offer_split(ctx: &Ctx, url: &str, part: &mut Partial, resp: &Response, bar: &Bar) {
+    if part.split.is_some() || !part.resumable || ctx.opts.jobs <= 1 {
+        return;
+    }
+    let len = resp.content_length().filter(|&l| l >= SPLIT_MIN_LEN);
+    // Without a second handle on the file other connections cannot write; then this stream
+    // simply fetches it alone.
+    if let (Some(len), Ok(file)) = (len, part.out.try_clone()) {
+        bar.set_length(len);
+        let split = Arc::new(Split::new(url, len, file, bar.meter(), 0));
+        ctx.pool.add(Arc::clone(&split));
+        part.split = Some(split);
+    }
+}
+
+/// Writes the body at `part.have` onwards, hashing it, until the response or this stream's piece
+/// ends.
+fn read_body(part: &mut Partial, mut resp: Response, bar: &Bar) -> Result<(), Attempt> {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match resp.read(&mut buf) {
+            Ok(0) => match &part.split {
+                // The response ended before this stream's piece did.
+                Some(s) => {
+                    return Err(Attempt::Retry(anyhow!(
+                        "connection closed after {} of {} bytes",
+                        part.have,
+                        s.len
+                    )))
+                }
+                None => return Ok(()),
+            },
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Attempt::Retry(
+                    anyhow!(e).context(format!("connection lost after {} bytes", part.have)),
+                ))
+            }
+        };
+        let (len, done) = match &part.split {
+            None => (n as u64, false),
+            Some(s) => match s.claim(0, n as u64) {
+                Claim::Write { at, len, done } => {
+                    debug_assert_eq!(at, part.have);
+                    (len, done)
+                }
+                Claim::Stop => return Err(Attempt::Stopped),
+            },
+        };
+        let data = &buf[..len as usize];
+        part.out
+            .write_all_at(data, part.have)
+            .map_err(|e| Attempt::Fatal(anyhow!(e).context("writing the download to the cache")))?;
+        part.hasher.update(data);
+        part.have += len;
+        bar.inc(len);
+        if done {
+            // Dropping the response closes the connection; the rest is another connection's.
+            return Ok(());
+        }
+    }
+}

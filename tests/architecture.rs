@@ -11,7 +11,7 @@ const STAGES: &[&str] = &[
 
 fn uses(module: &str) -> BTreeSet<String> {
     let path = format!("{}/src/{module}.rs", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let text = fs_err::read_to_string(&path).unwrap();
     // Only the module's own code: its #[cfg(test)] tests may use anything.
     let code = text
         .split("#[cfg(test)]\nmod tests")
@@ -54,7 +54,7 @@ fn stages_only_use_earlier_stages() {
 #[test]
 fn every_module_is_placed() {
     let dir = format!("{}/src", env!("CARGO_MANIFEST_DIR"));
-    for e in std::fs::read_dir(&dir).unwrap() {
+    for e in fs_err::read_dir(&dir).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
         let Some(module) = name.strip_suffix(".rs") else {
             continue;

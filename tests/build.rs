@@ -3,49 +3,28 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
+use common::fs::assert_same_tree;
 use common::*;
 
-fn build_embed(
-    m: &mirror::Mirror,
-    out: &std::path::Path,
-    cache: &std::path::Path,
-    extra: &[&str],
-) -> String {
-    let url = m.file_url();
-    let mut args = vec![
-        "build",
-        "--arch",
-        "amd64",
-        "--profile",
-        m.profile.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--cache",
-        cache.to_str().unwrap(),
-        "--mirror",
-        &url,
-        "--pki",
-        "tests/fixtures/pki",
-        "--ssh-key",
-        "tests/fixtures/ssh/id_ed25519.pub",
-        "--quiet",
-    ];
-    args.extend_from_slice(extra);
-    let o = run_ok(&args);
-    String::from_utf8_lossy(&o.stdout).into_owned()
+/// A build of the mirror's profile for amd64 from the mirror into `out`, quiet, with the
+/// fixed PKI and SSH key; the download cache is the test's own.
+fn build_from_mirror(t: &Test, m: &mirror::Mirror, out: &Path) -> Test {
+    build_fixed(t, &m.profile, "amd64", out).args(["--mirror", &m.file_url(), "--quiet"])
 }
 
 #[test]
 fn embed_build_writes_seed_isos_that_validate() {
-    let tmp = tempfile::tempdir().unwrap();
-    let m = mirror::build(tmp.path(), "amd64", &|p| p);
-    let out = tmp.path().join("out");
-    let summary = build_embed(&m, &out, &tmp.path().join("cache"), &[]);
+    let t = Test::new();
+    let m = mirror::build(t.temp(), "amd64", &|p| p);
+    let out = t.temp().join("out");
+    let summary = build_from_mirror(&t, &m, &out).run().success();
     assert!(
-        summary.contains("ISOs: 7 written, 0 unchanged"),
-        "{summary}"
+        summary.stdout().contains("ISOs: 7 written, 0 unchanged"),
+        "{}",
+        summary.stdout()
     );
     let w0 = out.join("amd64/worker0");
     for f in [
@@ -78,7 +57,7 @@ fn embed_build_writes_seed_isos_that_validate() {
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
 
     // The seed ISO carries the overlay byte for byte (read back by xorriso).
-    let x = tmp.path().join("x.cpio.gz");
+    let x = t.temp().join("x.cpio.gz");
     let r = Command::new("xorriso")
         .args(["-osirrox", "on", "-indev"])
         .arg(&isos[2])
@@ -88,14 +67,14 @@ fn embed_build_writes_seed_isos_that_validate() {
         .expect("xorriso is needed: apt-get install xorriso");
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert_eq!(
-        std::fs::read(&x).unwrap(),
-        std::fs::read(w0.join("overlay-worker.cpio.gz")).unwrap()
+        fs_err::read(&x).unwrap(),
+        fs_err::read(w0.join("overlay-worker.cpio.gz")).unwrap()
     );
 
     // The user-data pins the archive's digest; the manifest lists the binaries.
-    let ud = std::fs::read_to_string(w0.join("user-data")).unwrap();
+    let ud = fs_err::read_to_string(w0.join("user-data")).unwrap();
     let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("amd64/manifest.json")).unwrap()).unwrap();
+        serde_json::from_slice(&fs_err::read(out.join("amd64/manifest.json")).unwrap()).unwrap();
     let sha = manifest["overlays"]
         .as_array()
         .unwrap()
@@ -138,67 +117,39 @@ fn embed_build_writes_seed_isos_that_validate() {
 
 #[test]
 fn rebuild_reuses_and_is_byte_identical() {
-    let tmp = tempfile::tempdir().unwrap();
-    let m = mirror::build(tmp.path(), "amd64", &|p| p);
-    let cache = tmp.path().join("cache");
-    let a = tmp.path().join("a");
-    let b = tmp.path().join("b");
-    build_embed(&m, &a, &cache, &[]);
-    let again = build_embed(&m, &a, &cache, &[]);
-    assert!(again.contains("ISOs: 0 written, 7 unchanged"), "{again}");
+    let t = Test::new();
+    let m = mirror::build(t.temp(), "amd64", &|p| p);
+    let a = t.temp().join("a");
+    let b = t.temp().join("b");
+    build_from_mirror(&t, &m, &a).run().success();
+    let again = build_from_mirror(&t, &m, &a).run().success();
+    let text = again.stdout();
+    assert!(text.contains("ISOs: 0 written, 7 unchanged"), "{text}");
     assert!(
-        again.contains("overlays unchanged: control, worker"),
-        "{again}"
+        text.contains("overlays unchanged: control, worker"),
+        "{text}"
     );
-    build_embed(&m, &b, &cache, &[]);
-    let fa = files_under(&a.join("amd64"));
-    assert_eq!(fa, files_under(&b.join("amd64")));
-    for f in &fa {
-        assert!(
-            std::fs::read(a.join("amd64").join(f)).unwrap()
-                == std::fs::read(b.join("amd64").join(f)).unwrap(),
-            "{} differs",
-            f.display()
-        );
-    }
+    build_from_mirror(&t, &m, &b).run().success();
+    assert_same_tree(&a.join("amd64"), &b.join("amd64"));
     // A changed input is not reused.
-    let changed = imagegen()
+    let changed = build_fixed(&t, &m.profile, "amd64", &a)
+        .arg("--quiet")
         .env("SOURCE_DATE_EPOCH", "1700000000")
-        .args([
-            "build",
-            "--arch",
-            "amd64",
-            "--quiet",
-            "--pki",
-            "tests/fixtures/pki",
-            "--profile",
-        ])
-        .arg(&m.profile)
-        .arg("--out")
-        .arg(&a)
-        .arg("--cache")
-        .arg(&cache)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&changed.stdout);
-    assert!(
-        text.contains("ISOs: 7 written, 0 unchanged"),
-        "{text}{}",
-        String::from_utf8_lossy(&changed.stderr)
-    );
+        .run()
+        .success();
+    let text = changed.stdout();
+    assert!(text.contains("ISOs: 7 written, 0 unchanged"), "{text}");
 }
 
 #[test]
 fn shared_payload_writes_one_iso_per_role() {
-    let tmp = tempfile::tempdir().unwrap();
-    let m = mirror::build(tmp.path(), "amd64", &|p| p);
-    let out = tmp.path().join("out");
-    build_embed(
-        &m,
-        &out,
-        &tmp.path().join("cache"),
-        &["--payload", "shared"],
-    );
+    let t = Test::new();
+    let m = mirror::build(t.temp(), "amd64", &|p| p);
+    let out = t.temp().join("out");
+    build_from_mirror(&t, &m, &out)
+        .args(["--payload", "shared"])
+        .run()
+        .success();
     let arch = out.join("amd64");
     for role in ["worker", "control"] {
         let iso = arch.join(format!("payload-{role}.iso"));
@@ -214,7 +165,7 @@ fn shared_payload_writes_one_iso_per_role() {
         assert!(text.contains("TYPE=iso9660"), "{text}");
     }
     assert!(!arch.join("worker0/overlay-worker.cpio.gz").exists());
-    let ud = std::fs::read_to_string(arch.join("worker0/user-data")).unwrap();
+    let ud = fs_err::read_to_string(arch.join("worker0/user-data")).unwrap();
     let script = &ud[ud.find("# Payload:").unwrap()..ud.find("systemctl daemon-reload").unwrap()];
     insta::assert_snapshot!("shared-amd64-worker0-payload-block", script);
     assert!(
@@ -232,37 +183,26 @@ fn shared_payload_writes_one_iso_per_role() {
 
 #[test]
 fn offline_with_an_empty_cache_names_what_is_missing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let m = mirror::build(tmp.path(), "amd64", &|p| p);
-    let out = tmp.path().join("out");
-    let offline_build = |extra: &[&str]| {
-        imagegen()
+    let t = Test::new();
+    let m = mirror::build(t.temp(), "amd64", &|p| p);
+    let out = t.temp().join("out");
+    // The test's own cache (IMAGEGEN_CACHE) starts empty.
+    let offline_build = || {
+        t.clone()
             .args(["build", "--arch", "amd64", "--offline", "--profile"])
             .arg(&m.profile)
             .arg("--out")
             .arg(&out)
-            .arg("--cache")
-            .arg(tmp.path().join("empty-cache"))
-            .args(extra)
-            .output()
-            .unwrap()
     };
-    let o = offline_build(&["--pki", "tests/fixtures/pki"]);
-    assert_eq!(o.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&o.stderr);
-    for needle in [
-        "containerd-1.7.20-linux-amd64.tar.gz",
-        "runc.amd64",
-        "kubernetes-node-linux-amd64.tar.gz",
-        "imagegen fetch --arch amd64 --profile",
-        "imagegen cache import",
-    ] {
-        assert!(err.contains(needle), "missing `{needle}` in:\n{err}");
-    }
+    let o = offline_build()
+        .arg("--pki")
+        .arg(pki_fixture())
+        .run()
+        .code(1);
+    insta::assert_snapshot!("offline-empty-cache", o.snapshot());
     assert!(!out.join("amd64").exists(), "nothing written");
     // Not even credentials: a build that cannot resolve creates no CA.
-    let o = offline_build(&[]);
-    assert_eq!(o.status.code(), Some(1));
+    offline_build().run().code(1);
     assert!(
         !out.join("pki").exists(),
         "a failed build created {}",
@@ -272,100 +212,84 @@ fn offline_with_an_empty_cache_names_what_is_missing() {
 
 #[test]
 fn fetch_then_offline_build_and_cache_import() {
-    let tmp = tempfile::tempdir().unwrap();
-    let m = mirror::build(tmp.path(), "amd64", &|p| p);
-    let cache = tmp.path().join("cache");
-    let o = run_ok(&[
-        "fetch",
-        "--arch",
-        "amd64",
-        "--quiet",
-        "--profile",
-        m.profile.to_str().unwrap(),
-        "--cache",
-        cache.to_str().unwrap(),
-        "--mirror",
-        &m.file_url(),
-    ]);
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("6 artifacts for amd64 verified"), "{text}");
-    run_ok(&[
-        "build",
-        "--arch",
-        "amd64",
-        "--offline",
-        "--quiet",
-        "--no-iso",
-        "--pki",
-        "tests/fixtures/pki",
-        "--profile",
-        m.profile.to_str().unwrap(),
-        "--cache",
-        cache.to_str().unwrap(),
-        "--out",
-        tmp.path().join("out").to_str().unwrap(),
-    ]);
-    assert!(!tmp.path().join("out/amd64/worker0/seed.iso").exists());
+    let t = Test::new();
+    let m = mirror::build(t.temp(), "amd64", &|p| p);
+    let o = t
+        .clone()
+        .args(["fetch", "--arch", "amd64", "--quiet", "--profile"])
+        .arg(&m.profile)
+        .args(["--mirror", &m.file_url()])
+        .run()
+        .success();
+    assert!(
+        o.stdout().contains("6 artifacts for amd64 verified"),
+        "{}",
+        o.stdout()
+    );
+    build_fixed(&t, &m.profile, "amd64", &t.temp().join("out"))
+        .args(["--offline", "--quiet", "--no-iso"])
+        .run()
+        .success();
+    assert!(!t.temp().join("out/amd64/worker0/seed.iso").exists());
 
     // Hand-downloaded files go into a fresh cache by digest; others are refused by name.
-    let cache2 = tmp.path().join("cache2");
     let runc = m
         .root
         .join("github.com/opencontainers/runc/releases/download/v1.1.13/runc.amd64");
-    let stray = tmp.path().join("stray.bin");
-    std::fs::write(&stray, "not pinned").unwrap();
-    let o = run_ok(&[
-        "cache",
-        "import",
-        "--profile",
-        m.profile.to_str().unwrap(),
-        "--cache",
-        cache2.to_str().unwrap(),
-        runc.to_str().unwrap(),
-    ]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("as runc 1.1.13"));
-    let o = imagegen()
-        .args(["cache", "import", "--profile"])
-        .arg(&m.profile)
-        .arg("--cache")
-        .arg(&cache2)
-        .arg(&stray)
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("stray.bin"));
+    fs_err::write(t.temp().join("stray.bin"), "not pinned").unwrap();
+    let import = |file: &Path| {
+        t.clone()
+            .args(["cache", "import", "--profile"])
+            .arg(&m.profile)
+            .args(["--cache", "cache2"])
+            .arg(file)
+            .run()
+    };
+    let o = import(&runc).success();
+    assert!(o.stdout().contains("as runc 1.1.13"), "{}", o.stdout());
+    let o = import(Path::new("stray.bin")).code(1);
+    insta::assert_snapshot!("cache-import-unpinned-file", o.snapshot());
 }
 
 #[test]
 fn fetch_over_http_from_a_loopback_mirror_then_from_the_cache() {
-    let tmp = tempfile::tempdir().unwrap();
-    let m = mirror::build(tmp.path(), "arm64", &|p| p);
+    let t = Test::new();
+    let m = mirror::build(t.temp(), "arm64", &|p| p);
     let server = http::TestServer::start();
     for (path, data) in &m.files {
         server.add(&format!("/mirror/{path}"), data.clone());
     }
     let mirror_url = format!("{}/mirror", server.base());
-    let cache = tmp.path().join("cache");
-    let args = [
-        "fetch",
-        "--arch",
-        "arm64",
-        "--quiet",
-        "--jobs",
-        "3",
-        "--profile",
-        m.profile.to_str().unwrap(),
-        "--cache",
-        cache.to_str().unwrap(),
-        "--mirror",
-        &mirror_url,
-    ];
-    let o = run_ok(&args);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("(6 downloaded, 0 already cached)"));
+    let fetch = || {
+        t.clone()
+            .args([
+                "fetch",
+                "--arch",
+                "arm64",
+                "--quiet",
+                "--jobs",
+                "3",
+                "--profile",
+            ])
+            .arg(&m.profile)
+            .args(["--mirror", &mirror_url])
+            .run()
+            .success()
+    };
+    let o = fetch();
+    assert!(
+        o.stdout().contains("(6 downloaded, 0 already cached)"),
+        "{}",
+        o.stdout()
+    );
     assert_eq!(server.total_hits(), 6);
     assert!(server.max_concurrent() <= 3);
-    let o = run_ok(&args);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("(0 downloaded, 6 already cached)"));
+    let o = fetch();
+    assert!(
+        o.stdout().contains("(0 downloaded, 6 already cached)"),
+        "{}",
+        o.stdout()
+    );
     assert_eq!(
         server.total_hits(),
         6,
@@ -373,20 +297,9 @@ fn fetch_over_http_from_a_loopback_mirror_then_from_the_cache() {
     );
     // The build resolves from the same cache and never needs the server again.
     drop(server);
-    run_ok(&[
-        "build",
-        "--arch",
-        "arm64",
-        "--quiet",
-        "--offline",
-        "--pki",
-        "tests/fixtures/pki",
-        "--profile",
-        m.profile.to_str().unwrap(),
-        "--cache",
-        cache.to_str().unwrap(),
-        "--out",
-        tmp.path().join("out").to_str().unwrap(),
-    ]);
-    assert!(tmp.path().join("out/arm64/worker1/seed.iso").is_file());
+    build_fixed(&t, &m.profile, "arm64", &t.temp().join("out"))
+        .args(["--quiet", "--offline"])
+        .run()
+        .success();
+    assert!(t.temp().join("out/arm64/worker1/seed.iso").is_file());
 }

@@ -1,13 +1,14 @@
 //! Large files, alone in this test binary so VmHWM (peak RSS) reflects only the write under test.
 
-mod iso_common;
+mod common;
 
+use common::fs::list_dir;
+use common::iso::*;
 use imagegen::iso::{write_iso, IsoData, IsoFile, IsoOptions};
-use iso_common::*;
 use std::io::{Read, Seek, SeekFrom, Write};
 
 fn vm_hwm_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let status = fs_err::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
@@ -19,7 +20,7 @@ fn three_gib_sparse_file_streams_with_small_rss() {
     const SIZE: u64 = 3 << 30;
     let dir = tempfile::tempdir().unwrap();
     let payload = dir.path().join("payload");
-    let mut f = std::fs::File::create(&payload).unwrap();
+    let mut f = fs_err::File::create(&payload).unwrap();
     f.write_all(b"HEAD-MARKER").unwrap();
     f.seek(SeekFrom::Start(SIZE - 11)).unwrap();
     f.write_all(b"TAIL-MARKER").unwrap();
@@ -77,7 +78,7 @@ fn three_gib_sparse_file_streams_with_small_rss() {
         .unwrap()
         .parse()
         .unwrap();
-    let mut img = std::fs::File::open(&iso).unwrap();
+    let mut img = fs_err::File::open(&iso).unwrap();
     let mut buf = [0u8; 11];
     img.seek(SeekFrom::Start(extent * 2048)).unwrap();
     img.read_exact(&mut buf).unwrap();
@@ -92,7 +93,7 @@ fn three_gib_sparse_file_streams_with_small_rss() {
 fn four_gib_file_is_a_clear_error_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let payload = dir.path().join("huge");
-    std::fs::File::create(&payload)
+    fs_err::File::create(&payload)
         .unwrap()
         .set_len(1 << 32)
         .unwrap();
@@ -116,9 +117,5 @@ fn four_gib_file_is_a_clear_error_and_writes_nothing() {
         msg.contains("'huge' is 4294967296 bytes") && msg.contains("4 GiB - 1"),
         "{msg}"
     );
-    assert_eq!(
-        std::fs::read_dir(dir.path()).unwrap().count(),
-        1,
-        "only the input may exist"
-    );
+    assert_eq!(list_dir(dir.path()), ["huge"], "only the input may exist");
 }

@@ -1,9 +1,10 @@
 //! Edge cases, each image read back by every independent reader.
 
-mod iso_common;
+mod common;
 
+use common::fs::list_dir;
+use common::iso::*;
 use imagegen::iso::{write_iso, IsoData, IsoFile, IsoOptions};
-use iso_common::*;
 
 fn opts(ts: i64) -> IsoOptions {
     IsoOptions {
@@ -16,7 +17,7 @@ fn opts(ts: i64) -> IsoOptions {
 fn sector_boundary_sizes_and_name_lengths() {
     let dir = tempfile::tempdir().unwrap();
     let on_disk = dir.path().join("src-2049");
-    std::fs::write(&on_disk, pattern(2049, 3)).unwrap();
+    fs_err::write(&on_disk, pattern(2049, 3)).unwrap();
     let long = "n".repeat(30) + "-" + &"x".repeat(29) + ".bin"; // exactly 64 characters
     assert_eq!(long.len(), 64);
     let files = vec![
@@ -98,7 +99,7 @@ fn custom_volume_id() {
 fn deterministic_and_order_independent() {
     let dir = tempfile::tempdir().unwrap();
     let payload = dir.path().join("payload");
-    std::fs::write(&payload, pattern(10_000, 9)).unwrap();
+    fs_err::write(&payload, pattern(10_000, 9)).unwrap();
     let mut files = vec![
         bytes("user-data", b"#cloud-config\nhostname: x\n", 0o644),
         bytes("meta-data", b"instance-id: x\n", 0o644),
@@ -121,9 +122,9 @@ fn deterministic_and_order_independent() {
         check_all(iso, "cidata", &files);
     }
     let (ba, bb, bc) = (
-        std::fs::read(&a).unwrap(),
-        std::fs::read(&b).unwrap(),
-        std::fs::read(&c).unwrap(),
+        fs_err::read(&a).unwrap(),
+        fs_err::read(&b).unwrap(),
+        fs_err::read(&c).unwrap(),
     );
     assert!(
         ba == bb,
@@ -137,15 +138,15 @@ fn deterministic_and_order_independent() {
 fn replaces_an_existing_destination_atomically() {
     let dir = tempfile::tempdir().unwrap();
     let iso = dir.path().join("seed.iso");
-    std::fs::write(&iso, b"old").unwrap();
+    fs_err::write(&iso, b"old").unwrap();
     let files = vec![bytes("meta-data", b"instance-id: x\n", 0o644)];
     write_iso(&iso, &opts(0), &files).unwrap();
     check_all(&iso, "cidata", &files);
-    let names: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(names, ["seed.iso"], "no temp file may remain");
+    assert_eq!(
+        list_dir(dir.path()),
+        ["seed.iso"],
+        "no temp file may remain"
+    );
 }
 
 /// sysfs reports 4096 bytes for a file that reads far shorter: the copy comes up short mid-write.
@@ -153,13 +154,13 @@ fn replaces_an_existing_destination_atomically() {
 fn short_read_fails_and_leaves_old_destination_and_no_temp_file() {
     let src = std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled");
     assert_eq!(
-        std::fs::metadata(src).unwrap().len(),
+        fs_err::metadata(src).unwrap().len(),
         4096,
         "this test needs a sysfs file that lies about its size"
     );
     let dir = tempfile::tempdir().unwrap();
     let iso = dir.path().join("seed.iso");
-    std::fs::write(&iso, b"old").unwrap();
+    fs_err::write(&iso, b"old").unwrap();
     let files = vec![
         bytes("a-first", &pattern(5000, 1), 0o644),
         IsoFile {
@@ -173,10 +174,10 @@ fn short_read_fails_and_leaves_old_destination_and_no_temp_file() {
         err.contains("shrank") && err.contains("transparent_hugepage"),
         "{err}"
     );
-    assert_eq!(std::fs::read(&iso).unwrap(), b"old");
+    assert_eq!(fs_err::read(&iso).unwrap(), b"old");
     assert_eq!(
-        std::fs::read_dir(dir.path()).unwrap().count(),
-        1,
+        list_dir(dir.path()),
+        ["seed.iso"],
         "no temp file may remain"
     );
 }

@@ -1,20 +1,22 @@
 //! A real seed ISO built by the `seed-iso` CLI, read back by each independent reader in its own test.
 
-mod iso_common;
+mod common;
 
+use std::path::PathBuf;
+
+use common::iso::*;
+use common::{validate_seed, Test};
 use imagegen::iso::{IsoData, IsoFile};
-use iso_common::*;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 struct Seed {
-    _dir: tempfile::TempDir,
+    /// Holds the temp dir with the inputs and the image.
+    _test: Test,
     iso: PathBuf,
     files: Vec<IsoFile>,
 }
 
 fn seed() -> Seed {
-    let dir = tempfile::tempdir().unwrap();
+    let t = Test::new();
     let inputs: [(&str, Vec<u8>); 5] = [
         ("user-data", b"#cloud-config\nhostname: x\n".to_vec()),
         ("meta-data", b"instance-id: x\nlocal-hostname: x\n".to_vec()),
@@ -27,40 +29,28 @@ fn seed() -> Seed {
     ];
     let mut files = Vec::new();
     for (name, data) in inputs {
-        let path = dir.path().join(name);
-        std::fs::write(&path, data).unwrap();
+        let path = t.temp().join(name);
+        fs_err::write(&path, data).unwrap();
         files.push(IsoFile {
             name: name.to_string(),
             data: IsoData::Path(path),
             mode: 0o644,
         });
     }
-    let iso = dir.path().join("out").join("seed.iso");
-    std::fs::create_dir(iso.parent().unwrap()).unwrap();
-    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
-    let status = Command::new(env!("CARGO_BIN_EXE_imagegen"))
-        .arg("seed-iso")
-        .args(["-o", iso.to_str().unwrap()])
-        .args([
-            "--user-data",
-            &p("user-data"),
-            "--meta-data",
-            &p("meta-data"),
-        ])
-        .args([
-            "--network-config",
-            &p("network-config"),
-            "--vendor-data",
-            &p("vendor-data"),
-        ])
-        .arg(p("overlay-worker.cpio.gz"))
+    fs_err::create_dir(t.temp().join("out")).unwrap();
+    // Inputs by relative name: the run's working directory is the temp dir.
+    t.clone()
+        .args(["seed-iso", "-o", "out/seed.iso"])
+        .args(["--user-data", "user-data", "--meta-data", "meta-data"])
+        .args(["--network-config", "network-config"])
+        .args(["--vendor-data", "vendor-data"])
+        .arg("overlay-worker.cpio.gz")
         .env("SOURCE_DATE_EPOCH", "1700000000")
-        .status()
-        .unwrap();
-    assert!(status.success());
+        .run()
+        .success();
     Seed {
-        _dir: dir,
-        iso,
+        iso: t.temp().join("out/seed.iso"),
+        _test: t,
         files,
     }
 }
@@ -154,7 +144,7 @@ fn sevenzip_extracts_identical_files() {
 #[test]
 fn validate_seed_accepts_it() {
     let s = seed();
-    let tool = Path::new("/work/shared/tools/validate-seed");
+    let tool = validate_seed();
     let text = run(
         tool.to_str().unwrap(),
         "python3-yaml python3-jsonschema (or pip pyyaml jsonschema)",
@@ -163,23 +153,21 @@ fn validate_seed_accepts_it() {
     assert!(text.contains("0 problems"), "{text}");
 }
 
+/// clap's usage errors (exit 2) name the missing `--output`.
 #[test]
 fn cli_rejects_missing_output_and_unknown_options() {
+    let mut all = String::new();
     for args in [
         &["--user-data", "x"][..],
         &["-o", "a.iso", "--bogus"][..],
         &["-o"][..],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_imagegen"))
-            .arg("seed-iso")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{args:?} should fail");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("--output")
-                && out.status.code() == Some(2),
-            "{args:?}"
-        );
+        let out = Test::new().arg("seed-iso").args(args).run().code(2);
+        all.push_str(&format!(
+            "$ imagegen seed-iso {}\n{}\n",
+            args.join(" "),
+            out.snapshot()
+        ));
     }
+    insta::assert_snapshot!("seed-iso-usage-errors", all);
 }

@@ -1,9 +1,9 @@
 //! Random flat file sets round-trip through the writer and independent readers.
 
-mod iso_common;
+mod common;
 
+use common::iso::*;
 use imagegen::iso::{write_iso, IsoFile, IsoOptions};
-use iso_common::*;
 use proptest::prelude::*;
 
 fn name() -> impl Strategy<Value = String> {

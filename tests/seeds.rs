@@ -4,27 +4,36 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use common::fs::{assert_same_tree, list_dir, read_tree};
+use common::{build_fixed, validate_seed, Test};
+
+const DEFAULT: &str = "profiles/kthw-1.31.yaml";
+
+/// The VM directories of a build's `<out>/<arch>`, sorted.
+fn vm_dirs(arch_dir: &Path) -> Vec<PathBuf> {
+    list_dir(arch_dir)
+        .into_iter()
+        .map(|n| arch_dir.join(n))
+        .filter(|p| p.is_dir())
+        .collect()
+}
 
 fn snapshot_build(profile: &str, arch: &str, label: &str) {
-    let tmp = tempfile::tempdir().unwrap();
-    build_fixed(profile, arch, tmp.path(), &["--payload", "fetch"]);
-    let arch_dir = tmp.path().join(arch);
-    let mut vms: Vec<_> = std::fs::read_dir(&arch_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    vms.sort();
-    for vm in vms {
+    let t = Test::new();
+    let out = t.temp().join("out");
+    build_fixed(&t, profile, arch, &out)
+        .args(["--payload", "fetch"])
+        .run()
+        .success();
+    for vm in vm_dirs(&out.join(arch)) {
         let name = vm.file_name().unwrap().to_string_lossy().into_owned();
         let mut all = String::new();
         for f in ["meta-data", "network-config", "user-data"] {
             all.push_str(&format!("===== {f}\n"));
-            all.push_str(&std::fs::read_to_string(vm.join(f)).unwrap());
+            all.push_str(&fs_err::read_to_string(vm.join(f)).unwrap());
         }
         insta::assert_snapshot!(format!("{label}-{arch}-{name}"), all);
     }
@@ -32,12 +41,12 @@ fn snapshot_build(profile: &str, arch: &str, label: &str) {
 
 #[test]
 fn golden_default_arm64() {
-    snapshot_build("profiles/kthw-1.31.yaml", "arm64", "default");
+    snapshot_build(DEFAULT, "arm64", "default");
 }
 
 #[test]
 fn golden_default_amd64() {
-    snapshot_build("profiles/kthw-1.31.yaml", "amd64", "default");
+    snapshot_build(DEFAULT, "amd64", "default");
 }
 
 #[test]
@@ -60,20 +69,19 @@ fn golden_twelve_workers() {
 fn golden_default_seed_iso_digests() {
     use sha2::{Digest, Sha256};
     for arch in ["arm64", "amd64"] {
-        let tmp = tempfile::tempdir().unwrap();
-        build_fixed(
-            "profiles/kthw-1.31.yaml",
-            arch,
-            tmp.path(),
-            &["--payload", "fetch"],
-        );
+        let t = Test::new();
+        let out = t.temp().join("out");
+        build_fixed(&t, DEFAULT, arch, &out)
+            .args(["--payload", "fetch"])
+            .run()
+            .success();
         let mut listing = String::new();
         let mut isos = Vec::new();
         for vm in [
             "gateway", "control0", "control1", "control2", "worker0", "worker1", "worker2",
         ] {
-            let iso = tmp.path().join(arch).join(vm).join("seed.iso");
-            let bytes = std::fs::read(&iso).unwrap();
+            let iso = out.join(arch).join(vm).join("seed.iso");
+            let bytes = fs_err::read(&iso).unwrap();
             listing.push_str(&format!(
                 "{}  {vm}/seed.iso\n",
                 hex::encode(Sha256::digest(&bytes))
@@ -81,22 +89,18 @@ fn golden_default_seed_iso_digests() {
             isos.push(iso);
         }
         insta::assert_snapshot!(format!("default-{arch}-seed-iso-sha256"), listing);
-        let out = Command::new(validate_seed()).args(&isos).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        let v = Command::new(validate_seed()).args(&isos).output().unwrap();
+        assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
     }
 }
 
 #[test]
 fn every_seed_passes_validate_seed_with_cloud_init() {
-    let tmp = tempfile::tempdir().unwrap();
+    let t = Test::new();
     let mut dirs = Vec::new();
     for (i, (profile, arch)) in [
-        ("profiles/kthw-1.31.yaml", "arm64"),
-        ("profiles/kthw-1.31.yaml", "amd64"),
+        (DEFAULT, "arm64"),
+        (DEFAULT, "amd64"),
         ("tests/profiles/good/cilium.yaml", "amd64"),
         ("tests/profiles/good/static.yaml", "arm64"),
         ("tests/profiles/good/twelve-workers.yaml", "amd64"),
@@ -104,26 +108,24 @@ fn every_seed_passes_validate_seed_with_cloud_init() {
     .into_iter()
     .enumerate()
     {
-        let out = tmp.path().join(i.to_string());
-        build_fixed(profile, arch, &out, &["--payload", "fetch"]);
-        for e in std::fs::read_dir(out.join(arch)).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                dirs.push(p);
-            }
-        }
+        let out = t.temp().join(i.to_string());
+        build_fixed(&t, profile, arch, &out)
+            .args(["--payload", "fetch"])
+            .run()
+            .success();
+        dirs.extend(vm_dirs(&out.join(arch)));
     }
     assert!(dirs.len() >= 7 * 4 + 16);
-    let out = Command::new(validate_seed())
+    let v = Command::new(validate_seed())
         .arg("--cloud-init")
         .args(&dirs)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&v.stdout);
     assert!(
-        out.status.success(),
+        v.status.success(),
         "validate-seed failed:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&v.stderr)
     );
     assert!(
         text.contains(&format!("{} checked, 0 problems", dirs.len())),
@@ -133,86 +135,35 @@ fn every_seed_passes_validate_seed_with_cloud_init() {
 
 #[test]
 fn builds_are_byte_identical() {
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
-    build_fixed(
-        "profiles/kthw-1.31.yaml",
-        "arm64",
-        a.path(),
-        &["--payload", "fetch"],
-    );
-    build_fixed(
-        "profiles/kthw-1.31.yaml",
-        "arm64",
-        b.path(),
-        &["--payload", "fetch"],
-    );
-    let fa = files_under(&a.path().join("arm64"));
-    assert_eq!(fa, files_under(&b.path().join("arm64")));
-    for f in &fa {
-        let x = std::fs::read(a.path().join("arm64").join(f)).unwrap();
-        let y = std::fs::read(b.path().join("arm64").join(f)).unwrap();
-        assert!(x == y, "{} differs between two builds", f.display());
+    let t = Test::new();
+    for out in ["a", "b"] {
+        build_fixed(&t, DEFAULT, "arm64", &t.temp().join(out))
+            .args(["--payload", "fetch"])
+            .run()
+            .success();
     }
+    assert_same_tree(&t.temp().join("a/arm64"), &t.temp().join("b/arm64"));
 }
 
 #[test]
 fn a_failed_build_leaves_the_previous_output_intact() {
-    let tmp = tempfile::tempdir().unwrap();
-    build_fixed(
-        "profiles/kthw-1.31.yaml",
-        "arm64",
-        tmp.path(),
-        &["--payload", "fetch"],
-    );
-    let before: Vec<_> = files_under(&tmp.path().join("arm64"))
-        .into_iter()
-        .map(|f| {
-            (
-                f.clone(),
-                std::fs::read(tmp.path().join("arm64").join(&f)).unwrap(),
-            )
-        })
-        .collect();
+    let t = Test::new();
+    let out = t.temp().join("out");
+    let build = || build_fixed(&t, DEFAULT, "arm64", &out).args(["--payload", "fetch"]);
+    build().run().success();
+    let before = read_tree(&out.join("arm64"));
     // A template that fails while rendering: the build dies after it started writing seeds.
-    let tpl = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tpl.path().join("kubelet.service.j2"),
-        "{{ vm.no_such_field }}",
-    )
-    .unwrap();
-    let out = imagegen()
-        .args([
-            "build",
-            "--arch",
-            "arm64",
-            "--payload",
-            "fetch",
-            "--pki",
-            "tests/fixtures/pki",
-            "--out",
-        ])
-        .arg(tmp.path())
-        .arg("--templates")
-        .arg(tpl.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("kubelet.service.j2"), "{err}");
-    let after: Vec<_> = files_under(&tmp.path().join("arm64"))
+    let tpl = t.temp().join("templates");
+    fs_err::create_dir(&tpl).unwrap();
+    fs_err::write(tpl.join("kubelet.service.j2"), "{{ vm.no_such_field }}").unwrap();
+    let failed = build().arg("--templates").arg(&tpl).run().code(1);
+    insta::assert_snapshot!("failed-template-build", failed.snapshot());
+    assert!(
+        read_tree(&out.join("arm64")) == before,
+        "previous output changed"
+    );
+    let leftovers: Vec<_> = list_dir(&out)
         .into_iter()
-        .map(|f| {
-            (
-                f.clone(),
-                std::fs::read(tmp.path().join("arm64").join(&f)).unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(before, after, "previous output changed");
-    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
@@ -220,24 +171,28 @@ fn a_failed_build_leaves_the_previous_output_intact() {
 
 #[test]
 fn secrets_are_private_and_never_printed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = run_ok(&[
-        "build",
-        "--arch",
-        "amd64",
-        "--payload",
-        "fetch",
-        "--out",
-        tmp.path().to_str().unwrap(),
-    ]);
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let t = Test::new();
+    // No --pki: the build makes its own CA under out/pki.
+    let build = || {
+        t.clone()
+            .args([
+                "build",
+                "--arch",
+                "amd64",
+                "--payload",
+                "fetch",
+                "--out",
+                "out",
+            ])
+            .run()
+            .success()
+    };
+    let first = build();
+    let printed = format!("{}{}", first.stdout(), first.stderr());
     assert!(!printed.contains("PRIVATE KEY") && !printed.contains("client-key-data"));
-    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    let pki = tmp.path().join("pki");
+    let mode = |p: &Path| fs_err::metadata(p).unwrap().permissions().mode() & 0o777;
+    let out = t.temp().join("out");
+    let pki = out.join("pki");
     assert_eq!(mode(&pki), 0o700);
     for f in [
         "ca-key.pem",
@@ -247,24 +202,21 @@ fn secrets_are_private_and_never_printed() {
     ] {
         assert_eq!(mode(&pki.join(f)), 0o600, "{f}");
     }
-    let ud = tmp.path().join("amd64/worker0/user-data");
+    let ud = out.join("amd64/worker0/user-data");
     assert_eq!(mode(&ud), 0o600, "user-data holds keys");
     assert_eq!(
-        mode(&tmp.path().join("amd64/worker0/seed.iso")),
+        mode(&out.join("amd64/worker0/seed.iso")),
         0o600,
         "the seed ISO holds keys"
     );
     // Repacking a seed directory by hand keeps the image private too.
-    let repacked = tmp.path().join("repacked.iso");
-    run_ok(&[
-        "seed-iso",
-        "-o",
-        repacked.to_str().unwrap(),
-        ud.to_str().unwrap(),
-        tmp.path().join("amd64/worker0/meta-data").to_str().unwrap(),
-    ]);
-    assert_eq!(mode(&repacked), 0o600);
-    let text = std::fs::read_to_string(&ud).unwrap();
+    t.clone()
+        .args(["seed-iso", "-o", "repacked.iso"])
+        .args(["out/amd64/worker0/user-data", "out/amd64/worker0/meta-data"])
+        .run()
+        .success();
+    assert_eq!(mode(&t.temp().join("repacked.iso")), 0o600);
+    let text = fs_err::read_to_string(&ud).unwrap();
     // In write_files, keys and kubeconfigs are 0600 too.
     let doc: Vec<&str> = text.split("- path: ").collect();
     for part in doc {
@@ -276,23 +228,18 @@ fn secrets_are_private_and_never_printed() {
         }
     }
     // A second build reuses the CA (a new one would cut off running nodes).
-    let ca = std::fs::read(pki.join("ca.pem")).unwrap();
-    run_ok(&[
-        "build",
-        "--arch",
-        "amd64",
-        "--payload",
-        "fetch",
-        "--out",
-        tmp.path().to_str().unwrap(),
-    ]);
-    assert_eq!(ca, std::fs::read(pki.join("ca.pem")).unwrap());
+    let ca = fs_err::read(pki.join("ca.pem")).unwrap();
+    build();
+    assert_eq!(ca, fs_err::read(pki.join("ca.pem")).unwrap());
 }
 
 #[test]
 fn plan_prints_vms_components_and_files() {
-    let out = run_ok(&["plan", "--arch", "arm64"]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = Test::new()
+        .args(["plan", "--arch", "arm64"])
+        .run()
+        .success();
+    let text = out.stdout();
     assert!(text.contains("control0"), "{text}");
     assert!(text.contains("10.6.0.0/16"), "{text}");
     assert!(
@@ -302,8 +249,11 @@ fn plan_prints_vms_components_and_files() {
     assert!(text.contains("runc.arm64"), "{text}");
     assert!(text.contains("/opt/cni/bin/*"), "{text}");
 
-    let out = run_ok(&["plan", "--arch", "amd64", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = Test::new()
+        .args(["plan", "--arch", "amd64", "--json"])
+        .run()
+        .success();
+    let v: serde_json::Value = serde_json::from_str(out.stdout()).unwrap();
     assert_eq!(v["arch"], "amd64");
     assert_eq!(v["vms"][4]["name"], "worker0");
     assert_eq!(v["vms"][4]["pod_cidr"], "10.4.0.0/16");
@@ -325,53 +275,56 @@ fn plan_prints_vms_components_and_files() {
 
 #[test]
 fn plan_writes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = imagegen()
-        .current_dir(tmp.path())
-        .args(["plan", "--arch", "arm64"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    let t = Test::new();
+    t.clone().args(["plan", "--arch", "arm64"]).run().success();
+    assert_eq!(list_dir(t.temp()), ["home"], "plan wrote files");
+    assert_eq!(list_dir(&t.home()), Vec::<String>::new());
 }
 
 #[test]
 fn help_has_examples_and_version_prints() {
     for args in [
-        vec!["--help"],
-        vec!["build", "--help"],
-        vec!["plan", "--help"],
-        vec!["profile", "check", "--help"],
-        vec!["profile", "show", "--help"],
+        &["--help"][..],
+        &["build", "--help"],
+        &["plan", "--help"],
+        &["profile", "check", "--help"],
+        &["profile", "show", "--help"],
     ] {
-        let out = run_ok(&args);
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("Example"), "{args:?}: {text}");
+        let out = Test::new().args(args).run().success();
+        assert!(
+            out.stdout().contains("Example"),
+            "{args:?}: {}",
+            out.stdout()
+        );
     }
-    let out = run_ok(&["--version"]);
+    let out = Test::new().arg("--version").run().success();
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        out.stdout().trim(),
         format!("imagegen {}", env!("CARGO_PKG_VERSION"))
     );
 }
 
 #[test]
 fn ssh_key_is_checked() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bad = tmp.path().join("id.pub");
-    std::fs::write(&bad, "-----BEGIN OPENSSH PRIVATE KEY-----\n").unwrap();
-    let out = imagegen()
-        .args(["build", "--arch", "arm64", "--ssh-key"])
-        .arg(&bad)
-        .arg("--out")
-        .arg(tmp.path().join("o"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("id.pub:1") && err.contains("expected an OpenSSH public key"),
-        "{err}"
-    );
-    assert!(!tmp.path().join("o").exists());
+    let t = Test::new();
+    fs_err::write(
+        t.temp().join("id.pub"),
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let out = t
+        .clone()
+        .args([
+            "build",
+            "--arch",
+            "arm64",
+            "--ssh-key",
+            "id.pub",
+            "--out",
+            "o",
+        ])
+        .run()
+        .code(1);
+    insta::assert_snapshot!("private-key-as-ssh-key", out.snapshot());
+    assert!(!t.temp().join("o").exists());
 }

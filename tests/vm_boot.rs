@@ -37,7 +37,7 @@ fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vm-boot");
-        std::fs::create_dir_all(&work).unwrap();
+        fs_err::create_dir_all(&work).unwrap();
         let guest = build_guest(ARCH);
         let accel = match std::env::var("IMAGEGEN_VM_ACCEL") {
             Ok(a) if a != "auto" => a,
@@ -53,7 +53,7 @@ fn fixture() -> &'static Fixture {
             "vm-boot: accelerator {accel} (KVM only when a guest kernel really boots with it)"
         );
         let mirror = work.join("mirror");
-        let _ = std::fs::remove_dir_all(&mirror);
+        let _ = fs_err::remove_dir_all(&mirror);
         script(
             Command::new(vm_dir().join("build-mirror.sh"))
                 .arg(ARCH)
@@ -101,7 +101,7 @@ fn answer(stream: TcpStream, root: &Path) -> std::io::Result<()> {
     let target = parts.next().unwrap_or("").split('?').next().unwrap_or("");
     let rel = target.trim_start_matches('/');
     let safe = !rel.split('/').any(|c| c == ".." || c.is_empty());
-    let file = std::fs::File::open(root.join(rel))
+    let file = fs_err::File::open(root.join(rel))
         .and_then(|f| f.metadata().map(|m| (f, m)))
         .ok()
         .filter(|(_, m)| m.is_file() && safe && (method == "GET" || method == "HEAD"));
@@ -179,8 +179,8 @@ impl Build {
 /// A fresh per-case directory under the cargo target tmpdir.
 fn case_dir(case: &str) -> PathBuf {
     let d = fixture().work.join(case);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    let _ = fs_err::remove_dir_all(&d);
+    fs_err::create_dir_all(&d).unwrap();
     d
 }
 
@@ -210,7 +210,7 @@ fn build(case: &Path, profile: &str, payload: &str) -> Build {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    let manifest = std::fs::read_to_string(out.join(ARCH).join("manifest.json")).unwrap();
+    let manifest = fs_err::read_to_string(out.join(ARCH).join("manifest.json")).unwrap();
     Build {
         out,
         manifest: serde_json::from_str(&manifest).unwrap(),
@@ -244,7 +244,7 @@ fn boot(spec: &BootSpec) -> Booted {
         list.push_str(&node_path(file));
         list.push('\n');
     }
-    std::fs::write(&paths, list).unwrap();
+    fs_err::write(&paths, list).unwrap();
     let timeout = std::env::var("IMAGEGEN_VM_TIMEOUT")
         .unwrap_or_else(|_| if f.accel == "kvm" { "300" } else { "900" }.into());
     let mut cmd = Command::new(vm_dir().join("boot.sh"));
@@ -277,7 +277,7 @@ fn boot(spec: &BootSpec) -> Booted {
         "boot of {name} failed ({status}; exit 2 = timed out, 3 = no report); console: {}",
         console.display()
     );
-    let report = std::fs::read_to_string(spec.out.join("report.json")).unwrap();
+    let report = fs_err::read_to_string(spec.out.join("report.json")).unwrap();
     Booted {
         report: serde_json::from_str(&report).unwrap(),
         out: spec.out.clone(),
@@ -742,22 +742,22 @@ fn tampered_payload_is_refused_and_nothing_of_it_is_installed() {
     let build = build(&dir, "profile.yaml", "embed");
     let seed = build.seed_dir("worker0");
     let copy = dir.join("seed");
-    std::fs::create_dir_all(&copy).unwrap();
+    fs_err::create_dir_all(&copy).unwrap();
     let mut files = Vec::new();
-    for e in std::fs::read_dir(&seed).unwrap() {
+    for e in fs_err::read_dir(&seed).unwrap() {
         let p = e.unwrap().path();
         if p.file_name().unwrap() == "seed.iso" {
             continue;
         }
         let to = copy.join(p.file_name().unwrap());
-        std::fs::copy(&p, &to).unwrap();
+        fs_err::copy(&p, &to).unwrap();
         files.push(to);
     }
     let overlay = copy.join("overlay-worker.cpio.gz");
-    let mut bytes = std::fs::read(&overlay).unwrap();
+    let mut bytes = fs_err::read(&overlay).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
-    std::fs::write(&overlay, bytes).unwrap();
+    fs_err::write(&overlay, bytes).unwrap();
     let iso = dir.join("tampered-seed.iso");
     let o = common::imagegen()
         .args(["seed-iso", "-o"])
@@ -827,10 +827,10 @@ const FETCH_HOST: &str = "192.168.1.250";
 /// host/path layout), edited further by `edit`; written beside the mirror's own profiles.
 fn fetch_profile(name: &str, edit: impl Fn(String) -> String) -> String {
     let f = fixture();
-    let text = std::fs::read_to_string(f.mirror.join("profile.yaml")).unwrap();
+    let text = fs_err::read_to_string(f.mirror.join("profile.yaml")).unwrap();
     let text = text.replace("url: https://", &format!("url: http://{FETCH_HOST}/"));
     assert!(text.contains(&format!("http://{FETCH_HOST}/dl.k8s.io/")));
-    std::fs::write(f.mirror.join(name), edit(text)).unwrap();
+    fs_err::write(f.mirror.join(name), edit(text)).unwrap();
     name.to_string()
 }
 

@@ -33,8 +33,8 @@ fn arm64_worker_embed_boots_configured_under_tcg() {
         return;
     }
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vm-boot-arm64");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
+    let _ = fs_err::remove_dir_all(&work);
+    fs_err::create_dir_all(&work).unwrap();
 
     let guest = build_guest(ARCH);
     let mirror = work.join("mirror");
@@ -66,7 +66,7 @@ fn arm64_worker_embed_boots_configured_under_tcg() {
         String::from_utf8_lossy(&o.stderr)
     );
     let manifest: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join(ARCH).join("manifest.json")).unwrap(),
+        &fs_err::read_to_string(out.join(ARCH).join("manifest.json")).unwrap(),
     )
     .unwrap();
     let vm = manifest["vms"]
@@ -81,7 +81,7 @@ fn arm64_worker_embed_boots_configured_under_tcg() {
     let net = format!("{}.0/24", address.rsplit_once('.').unwrap().0);
     let paths = work.join("boot1.paths");
     let list: String = files.iter().map(|f| node_path(f) + "\n").collect();
-    std::fs::write(&paths, list).unwrap();
+    fs_err::write(&paths, list).unwrap();
     let boot_out = work.join("boot1");
     let timeout = std::env::var("IMAGEGEN_VM_TIMEOUT").unwrap_or_else(|_| "2400".into());
     let status = Command::new(vm_dir().join("boot.sh"))
@@ -115,7 +115,7 @@ fn arm64_worker_embed_boots_configured_under_tcg() {
         console.display()
     );
     let r: Value =
-        serde_json::from_str(&std::fs::read_to_string(boot_out.join("report.json")).unwrap())
+        serde_json::from_str(&fs_err::read_to_string(boot_out.join("report.json")).unwrap())
             .unwrap();
 
     let mut failures = Vec::new();

@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::*;
+use common::{root, ssh_key_fixture, Test};
 use proptest::prelude::*;
 
 /// Parses YAML with PyYAML's safe_load and returns it as JSON text.
@@ -84,38 +84,31 @@ fn trap_values_survive_pyyaml() {
 #[test]
 fn trap_host_names_survive_in_real_user_data() {
     // Valid host names that PyYAML would read as booleans or numbers if left plain.
-    let profile = std::fs::read_to_string(root().join("profiles/kthw-1.31.yaml"))
+    let profile = fs_err::read_to_string(root().join("profiles/kthw-1.31.yaml"))
         .unwrap()
         .replace("name: worker0, ", "name: on,      ")
         .replace("name: worker1, ", "name: no,      ")
         .replace("name: worker2, ", "name: 1e3,     ")
         .replace("name: control2,", "name: 0600,    ");
-    let tmp = tempfile::tempdir().unwrap();
-    let pfile = tmp.path().join("traps.yaml");
-    std::fs::write(&pfile, profile).unwrap();
-    let out = tmp.path().join("out");
-    run_ok(&[
-        "build",
-        "--arch",
-        "arm64",
-        "--payload",
-        "fetch",
-        "--profile",
-        pfile.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--ssh-key",
-        "tests/fixtures/ssh/id_ed25519.pub",
-    ]);
+    let t = Test::new();
+    fs_err::write(t.temp().join("traps.yaml"), profile).unwrap();
+    t.clone()
+        .args(["build", "--arch", "arm64", "--payload", "fetch"])
+        .args(["--profile", "traps.yaml", "--out", "out", "--ssh-key"])
+        .arg(ssh_key_fixture())
+        .run()
+        .success();
+    let out = t.temp().join("out");
+    let key = fs_err::read_to_string(ssh_key_fixture()).unwrap();
     for name in ["on", "no", "1e3", "0600"] {
-        let ud = std::fs::read_to_string(out.join("arm64").join(name).join("user-data")).unwrap();
+        let ud = fs_err::read_to_string(out.join("arm64").join(name).join("user-data")).unwrap();
         let v = pyyaml_to_json(&ud);
         assert_eq!(
             v["hostname"],
             serde_json::json!(name),
             "user-data of {name}"
         );
-        let md = std::fs::read_to_string(out.join("arm64").join(name).join("meta-data")).unwrap();
+        let md = fs_err::read_to_string(out.join("arm64").join(name).join("meta-data")).unwrap();
         assert_eq!(
             pyyaml_to_json(&md)["local-hostname"],
             serde_json::json!(name)
@@ -123,14 +116,7 @@ fn trap_host_names_survive_in_real_user_data() {
         for f in v["write_files"].as_array().unwrap() {
             assert!(f["permissions"].is_string(), "{f}");
         }
-        assert_eq!(
-            v["ssh_authorized_keys"][0],
-            serde_json::json!(std::fs::read_to_string(
-                root().join("tests/fixtures/ssh/id_ed25519.pub")
-            )
-            .unwrap()
-            .trim())
-        );
+        assert_eq!(v["ssh_authorized_keys"][0], serde_json::json!(key.trim()));
     }
 }
 

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use sha2::{Digest, Sha256, Sha512};
+
+use super::archive::TarGz;
 
 pub struct Mirror {
     /// Root of the mirror: `<root>/github.com/...`, `<root>/dl.k8s.io/...`.
@@ -22,56 +22,34 @@ fn exe(name: &str) -> Vec<u8> {
     format!("#!/bin/sh\necho \"{name} stand-in $*\"\n").into_bytes()
 }
 
-fn targz(entries: &[(&str, Vec<u8>, bool)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
-    for (path, data, is_dir) in entries {
-        let mut h = tar::Header::new_gnu();
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        if *is_dir {
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_mode(0o755);
-            h.set_size(0);
-            b.append_data(&mut h, path, std::io::empty()).unwrap();
-        } else {
-            h.set_mode(0o755);
-            h.set_size(data.len() as u64);
-            b.append_data(&mut h, path, &data[..]).unwrap();
-        }
-    }
-    b.into_inner().unwrap().finish().unwrap()
-}
-
-fn f(path: &str, data: Vec<u8>) -> (&str, Vec<u8>, bool) {
-    (path, data, false)
-}
-
 /// Builds the mirror for `arch` under `dir` and a profile (`profile_base` with that arch's
 /// digests replaced). Any other text replacement can be applied to the profile with `edit`.
 pub fn build(dir: &Path, arch: &str, edit: &dyn Fn(String) -> String) -> Mirror {
-    let containerd = targz(&[
-        ("bin/", vec![], true),
-        f("bin/containerd", exe("containerd")),
-        f(
+    let containerd = TarGz::new()
+        .dir("bin/")
+        .file("bin/containerd", exe("containerd"))
+        .file(
             "bin/containerd-shim-runc-v2",
             exe("containerd-shim-runc-v2"),
-        ),
-        f("bin/ctr", exe("ctr")),
-    ]);
-    let crictl = targz(&[f("crictl", exe("crictl"))]);
-    let cni = targz(&[
-        ("./", vec![], true),
-        f("./bridge", exe("bridge")),
-        f("./host-local", exe("host-local")),
-        f("./loopback", exe("loopback")),
-    ]);
-    let node = targz(&[
-        f("kubernetes/node/bin/kubelet", exe("kubelet")),
-        f("kubernetes/node/bin/kube-proxy", exe("kube-proxy")),
-        f("kubernetes/node/bin/kubeadm", exe("kubeadm")),
-    ]);
-    let etcd = targz(&[f(&format!("etcd-v3.5.15-linux-{arch}/etcd"), exe("etcd"))]);
+        )
+        .file("bin/ctr", exe("ctr"))
+        .finish();
+    let crictl = TarGz::new().file("crictl", exe("crictl")).finish();
+    // Like the real CNI tarball: entries under `./`.
+    let cni = TarGz::new()
+        .dir("./")
+        .file("./bridge", exe("bridge"))
+        .file("./host-local", exe("host-local"))
+        .file("./loopback", exe("loopback"))
+        .finish();
+    let node = TarGz::new()
+        .file("kubernetes/node/bin/kubelet", exe("kubelet"))
+        .file("kubernetes/node/bin/kube-proxy", exe("kube-proxy"))
+        .file("kubernetes/node/bin/kubeadm", exe("kubeadm"))
+        .finish();
+    let etcd = TarGz::new()
+        .file(&format!("etcd-v3.5.15-linux-{arch}/etcd"), exe("etcd"))
+        .finish();
     let runc = exe("runc");
     let files: Vec<(String, Vec<u8>, &str, bool)> = vec![
         (format!("github.com/containerd/containerd/releases/download/v1.7.20/containerd-1.7.20-linux-{arch}.tar.gz"), containerd, "containerd", false),
@@ -82,10 +60,7 @@ pub fn build(dir: &Path, arch: &str, edit: &dyn Fn(String) -> String) -> Mirror 
         (format!("github.com/etcd-io/etcd/releases/download/v3.5.15/etcd-v3.5.15-linux-{arch}.tar.gz"), etcd, "etcd", false),
     ];
     let root = dir.join("mirror");
-    let base = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/kthw-1.31.yaml"),
-    )
-    .unwrap();
+    let base = fs_err::read_to_string(super::root().join("profiles/kthw-1.31.yaml")).unwrap();
     let mut profile = String::new();
     let mut component = String::new();
     let digests: std::collections::HashMap<&str, String> = files
@@ -118,11 +93,11 @@ pub fn build(dir: &Path, arch: &str, edit: &dyn Fn(String) -> String) -> Mirror 
     }
     for (path, data, _, _) in &files {
         let p = root.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, data).unwrap();
+        fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+        fs_err::write(&p, data).unwrap();
     }
     let profile_path = dir.join("profile.yaml");
-    std::fs::write(&profile_path, edit(profile)).unwrap();
+    fs_err::write(&profile_path, edit(profile)).unwrap();
     Mirror {
         root,
         profile: profile_path,

@@ -1,13 +1,38 @@
-//! Helpers shared by the integration tests.
+//! Support shared by the integration tests: the [`Test`] builder that runs the binary, the
+//! tar.gz builder, the directory walker, the local mirror, ISO readers and VM helpers.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+pub mod archive;
+pub mod fs;
+pub mod http;
+pub mod iso;
+pub mod mirror;
+pub mod test;
+pub mod vm;
+
+#[allow(unused_imports)]
+pub use test::{Output, Test};
+
+/// The repository root.
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The fixed test CA (`--pki`), so certificates are the same in every run.
+pub fn pki_fixture() -> PathBuf {
+    root().join("tests/fixtures/pki")
+}
+
+/// The fixed test SSH public key (`--ssh-key`).
+pub fn ssh_key_fixture() -> PathBuf {
+    root().join("tests/fixtures/ssh/id_ed25519.pub")
+}
+
+/// `imagegen` as a plain command in the repository root, for the VM boot tests that keep
+/// their own long-lived directories. Everything else uses [`Test`].
 pub fn imagegen() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_imagegen"));
     c.current_dir(root());
@@ -17,38 +42,22 @@ pub fn imagegen() -> Command {
     c
 }
 
-/// Runs imagegen, panicking with its output when it fails.
-pub fn run_ok(args: &[&str]) -> Output {
-    let out = imagegen().args(args).output().expect("running imagegen");
-    assert!(
-        out.status.success(),
-        "imagegen {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// `imagegen build` of `profile` (relative to the repository, or absolute) for `arch` into
+/// `out`, with the fixed test PKI and SSH key, so output is comparable across runs. Add
+/// arguments, then run.
+pub fn build_fixed(t: &Test, profile: impl AsRef<Path>, arch: &str, out: &Path) -> Test {
+    t.clone()
+        .args(["build", "--arch", arch, "--profile"])
+        .arg(root().join(profile))
+        .arg("--out")
+        .arg(out)
+        .arg("--pki")
+        .arg(pki_fixture())
+        .arg("--ssh-key")
+        .arg(ssh_key_fixture())
 }
 
-/// Builds a profile with the fixed test PKI and SSH key, so output is comparable across runs.
-pub fn build_fixed(profile: &str, arch: &str, out: &Path, extra: &[&str]) -> Output {
-    let out_s = out.to_str().expect("utf-8 temp path");
-    let mut args = vec![
-        "build",
-        "--arch",
-        arch,
-        "--profile",
-        profile,
-        "--out",
-        out_s,
-        "--pki",
-        "tests/fixtures/pki",
-        "--ssh-key",
-        "tests/fixtures/ssh/id_ed25519.pub",
-    ];
-    args.extend_from_slice(extra);
-    run_ok(&args)
-}
-
+/// The seed checker of `shared/tools` (cloud-init's own schema and parsers).
 pub fn validate_seed() -> PathBuf {
     let p = root().join("../shared/tools/validate-seed");
     assert!(
@@ -58,25 +67,3 @@ pub fn validate_seed() -> PathBuf {
     );
     p
 }
-
-/// Every regular file under `dir`, relative, sorted.
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-pub mod http;
-pub mod mirror;
-pub mod vm;

@@ -38,7 +38,7 @@ fn expected(files: &[IsoFile], with_mode: bool) -> BTreeMap<String, Seen> {
         .map(|f| {
             let size = match &f.data {
                 IsoData::Bytes(b) => b.len() as u64,
-                IsoData::Path(p) => std::fs::metadata(p).unwrap().len(),
+                IsoData::Path(p) => fs_err::metadata(p).unwrap().len(),
             };
             (
                 f.name.clone(),
@@ -102,7 +102,7 @@ pub fn check_isoinfo_d(iso: &Path, volid: &str) {
         .unwrap();
     assert_eq!(
         size * 2048,
-        std::fs::metadata(iso).unwrap().len(),
+        fs_err::metadata(iso).unwrap().len(),
         "volume size vs file size"
     );
 }
@@ -275,23 +275,19 @@ pub fn check_isovfy(iso: &Path) {
 }
 
 fn compare_tree(dir: &Path, files: &[IsoFile], with_mode: bool, who: &str) {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
+    let names = super::fs::list_dir(dir);
     let mut want: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
     want.sort();
     assert_eq!(names, want, "{who} extracted names");
     for f in files {
         let got = dir.join(&f.name);
         let same = match &f.data {
-            IsoData::Bytes(b) => std::fs::read(&got).unwrap() == *b,
+            IsoData::Bytes(b) => fs_err::read(&got).unwrap() == *b,
             IsoData::Path(p) => files_equal(p, &got),
         };
         assert!(same, "{who}: {} differs from its input", f.name);
         if with_mode {
-            let mode = std::fs::metadata(&got).unwrap().permissions().mode() & 0o7777;
+            let mode = fs_err::metadata(&got).unwrap().permissions().mode() & 0o7777;
             assert_eq!(mode, f.mode, "{who}: mode of {}", f.name);
         }
     }
@@ -300,8 +296,8 @@ fn compare_tree(dir: &Path, files: &[IsoFile], with_mode: bool, who: &str) {
 fn files_equal(a: &Path, b: &Path) -> bool {
     use std::io::Read;
     let (mut fa, mut fb) = (
-        std::fs::File::open(a).unwrap(),
-        std::fs::File::open(b).unwrap(),
+        fs_err::File::open(a).unwrap(),
+        fs_err::File::open(b).unwrap(),
     );
     let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
     loop {

@@ -1,0 +1,289 @@
+//! One way to run the real `imagegen` binary from a test, so every run is sealed off from the
+//! tester's machine the same way and every failure shows what the binary printed.
+//!
+//! A [`Test`] owns a temp dir: it is the run's working directory, holds the `HOME` the binary
+//! sees (so the tester's `~/.ssh` keys never end up in a seed) and the download cache
+//! (`IMAGEGEN_CACHE`, unless the test sets it). `SOURCE_DATE_EPOCH` and `XDG_CACHE_HOME` are
+//! removed so the tester's shell cannot change timestamps or the cache. Clones share the temp
+//! dir, so one test can run several commands against the same output.
+//!
+//! The [`Output`] of a run asserts the exit status (printing stdout and stderr when it is not
+//! the expected one) and normalizes text for snapshots: the temp dir becomes `[TEMP]`, the
+//! cache `[CACHE]`, the repository root `[ROOT]`.
+//!
+//! ```ignore
+//! let t = Test::new();
+//! let out = t.clone().args(["profile", "check", "nope.yaml"]).run().code(1);
+//! insta::assert_snapshot!("missing-profile", out.snapshot());
+//! ```
+#![allow(dead_code)]
+
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::rc::Rc;
+
+use super::root;
+
+/// A run of `imagegen` being put together; see the module docs.
+#[derive(Clone)]
+pub struct Test {
+    temp: Rc<tempfile::TempDir>,
+    cwd: PathBuf,
+    args: Vec<OsString>,
+    /// In order; `None` removes the variable.
+    env: Vec<(OsString, Option<OsString>)>,
+    stdin: Option<Vec<u8>>,
+}
+
+impl Default for Test {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Test {
+    /// A fresh temp dir (with an empty `home/`) as the working directory, no arguments.
+    pub fn new() -> Self {
+        let temp = tempfile::tempdir().expect("creating a temp dir");
+        fs_err::create_dir(temp.path().join("home")).unwrap();
+        Test {
+            cwd: temp.path().to_path_buf(),
+            temp: Rc::new(temp),
+            args: Vec::new(),
+            env: Vec::new(),
+            stdin: None,
+        }
+    }
+
+    /// The temp dir this test owns (and its clones share).
+    pub fn temp(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// The `HOME` the binary sees: an empty directory inside the temp dir.
+    pub fn home(&self) -> PathBuf {
+        self.temp().join("home")
+    }
+
+    /// The default download cache: `IMAGEGEN_CACHE` points here unless the test sets it.
+    pub fn cache(&self) -> PathBuf {
+        self.temp().join("cache")
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_os_string());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env.push((
+            key.as_ref().to_os_string(),
+            Some(value.as_ref().to_os_string()),
+        ));
+        self
+    }
+
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.env.push((key.as_ref().to_os_string(), None));
+        self
+    }
+
+    /// Bytes fed to the binary's stdin (otherwise stdin is empty).
+    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(data.into());
+        self
+    }
+
+    /// The working directory; a relative path is taken inside the temp dir. Tests that pass
+    /// repository files by relative path (`tests/profiles/...`) run in [`root()`].
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cwd = self.temp().join(dir);
+        self
+    }
+
+    /// The value `key` will have in the binary's environment, as far as this test set it.
+    fn env_set(&self, key: &str) -> Option<Option<&OsStr>> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_deref())
+    }
+
+    /// Runs the binary and waits for it.
+    pub fn run(self) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagegen"));
+        cmd.current_dir(&self.cwd)
+            .args(&self.args)
+            .env("HOME", self.home())
+            .env("IMAGEGEN_CACHE", self.cache())
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("SOURCE_DATE_EPOCH")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let mut stdin = child.stdin.take().unwrap();
+        let data = self.stdin.clone().unwrap_or_default();
+        // Fed from a thread so a binary that prints before reading cannot deadlock the pipes.
+        let feeder = std::thread::spawn(move || {
+            // A binary that never reads stdin closes it early; that is not the test's concern.
+            let _ = stdin.write_all(&data);
+        });
+        let out = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("waiting for {cmd:?}: {e}"));
+        feeder.join().unwrap();
+
+        let cache = match self.env_set("IMAGEGEN_CACHE") {
+            Some(Some(dir)) => Some(self.cwd.join(dir)),
+            Some(None) => None,
+            None => Some(self.cache()),
+        };
+        let mut filters = Vec::new();
+        if let Some(cache) = cache {
+            add_filter(&mut filters, &cache, "[CACHE]");
+        }
+        add_filter(&mut filters, self.temp(), "[TEMP]");
+        add_filter(&mut filters, root(), "[ROOT]");
+        // The most specific path first: the cache may sit inside the temp dir, which may sit
+        // inside the repository.
+        filters.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+
+        Output {
+            command: format!(
+                "imagegen {}",
+                self.args
+                    .iter()
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            filters,
+            temp: self.temp,
+        }
+    }
+}
+
+/// Maps `path` (and its canonical form, when a symlink such as macOS' `/tmp` differs) to `to`.
+fn add_filter(filters: &mut Vec<(String, &'static str)>, path: &Path, to: &'static str) {
+    let mut forms = vec![path.to_path_buf()];
+    if let Ok(real) = fs_err::canonicalize(path) {
+        forms.push(real);
+    }
+    for form in forms {
+        let form = form.to_string_lossy().trim_end_matches('/').to_string();
+        if !form.is_empty() && !filters.iter().any(|(f, _)| *f == form) {
+            filters.push((form, to));
+        }
+    }
+}
+
+/// What a run printed and how it ended. Keeps the temp dir alive.
+pub struct Output {
+    command: String,
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    filters: Vec<(String, &'static str)>,
+    temp: Rc<tempfile::TempDir>,
+}
+
+impl Output {
+    pub fn stdout(&self) -> &str {
+        &self.stdout
+    }
+
+    pub fn stderr(&self) -> &str {
+        &self.stderr
+    }
+
+    pub fn status(&self) -> ExitStatus {
+        self.status
+    }
+
+    /// The temp dir of the test that ran.
+    pub fn temp(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// Asserts exit status 0.
+    #[track_caller]
+    pub fn success(self) -> Self {
+        if !self.status.success() {
+            self.fail("to succeed");
+        }
+        self
+    }
+
+    /// Asserts a non-zero exit status (a crash by signal is not a failure the binary reported).
+    #[track_caller]
+    pub fn failure(self) -> Self {
+        if self.status.success() || self.status.code().is_none() {
+            self.fail("to fail with a non-zero exit status");
+        }
+        self
+    }
+
+    /// Asserts exit status `code`.
+    #[track_caller]
+    pub fn code(self, code: i32) -> Self {
+        if self.status.code() != Some(code) {
+            self.fail(&format!("to exit with {code}"));
+        }
+        self
+    }
+
+    #[track_caller]
+    fn fail(&self, expected: &str) -> ! {
+        panic!(
+            "expected `{}` {expected}, but it ended with {}\n----- stdout -----\n{}\n----- stderr -----\n{}",
+            self.command, self.status, self.stdout, self.stderr
+        )
+    }
+
+    /// `text` with the temp dir, cache and repository root replaced by `[TEMP]`, `[CACHE]`
+    /// and `[ROOT]`.
+    pub fn normalize(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for (from, to) in &self.filters {
+            text = text.replace(from.as_str(), to);
+        }
+        text
+    }
+
+    /// Exit status, stdout and stderr, normalized: the value to snapshot.
+    pub fn snapshot(&self) -> String {
+        let code = match self.status.code() {
+            Some(c) => c.to_string(),
+            None => self.status.to_string(),
+        };
+        self.normalize(&format!(
+            "exit: {code}\n----- stdout -----\n{}\n----- stderr -----\n{}",
+            self.stdout, self.stderr
+        ))
+    }
+}

@@ -191,9 +191,7 @@ fn exchange(a: &Path, b: &Path) -> anyhow::Result<bool> {
     match err.raw_os_error() {
         // Not supported by this kernel or file system.
         Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::ENOTSUP) => Ok(false),
-        _ => Err(err).with_context(|| {
-            format!("swapping {} and {}", a.display(), b.display())
-        }),
+        _ => Err(err).with_context(|| format!("swapping {} and {}", a.display(), b.display())),
     }
 }
 
@@ -280,7 +278,10 @@ mod tests {
         for mode in [0o600, 0o644, 0o755] {
             let p = tmp.path().join(format!("f{mode:o}"));
             write_new(&p, b"x", mode).unwrap();
-            assert_eq!(fs_err::metadata(&p).unwrap().permissions().mode() & 0o777, mode);
+            assert_eq!(
+                fs_err::metadata(&p).unwrap().permissions().mode() & 0o777,
+                mode
+            );
             let t = temp_file_beside(&tmp.path().join(format!("t{mode:o}")), mode).unwrap();
             assert_eq!(
                 fs_err::metadata(t.path()).unwrap().permissions().mode() & 0o777,

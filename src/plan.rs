@@ -126,7 +126,7 @@ impl Plan {
 
 /// Applies a profile to an architecture.
 pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
-    let missing = profile::arches_missing(profile, arch);
+    let missing = profile.unpinned_for(arch);
     let cni = profile.cluster.cni;
     let needed = |k: ComponentKey| -> bool {
         match k {

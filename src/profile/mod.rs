@@ -13,11 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use anyhow::Context as _;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::fsutil;
 
 pub use error::{Problem, ProfileError};
 
@@ -36,8 +36,6 @@ pub enum Arch {
 }
 
 impl Arch {
-    pub const ALL: [Arch; 2] = [Arch::Arm64, Arch::Amd64];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Arch::Arm64 => "arm64",
@@ -228,8 +226,12 @@ pub fn load(path: Option<&camino::Utf8Path>) -> anyhow::Result<Profile> {
             parse(BUILTIN_YAML, &format!("<built-in {BUILTIN_NAME}>")).map_err(anyhow::Error::new)
         }
         Some(p) => {
-            let text = fs_err::read_to_string(p.as_std_path())
-                .with_context(|| format!("cannot read profile {p}"))?;
+            let text = fs_err::read_to_string(p.as_std_path()).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read profile {p}: {}",
+                    fsutil::os_reason(&e, p.as_std_path())
+                )
+            })?;
             parse(&text, p.as_str()).map_err(anyhow::Error::new)
         }
     }
@@ -281,7 +283,7 @@ mod tests {
             p.pod_cidr_of(4).map(|n| n.to_string()).as_deref(),
             Some("10.4.0.0/16")
         );
-        for arch in Arch::ALL {
+        for arch in [Arch::Arm64, Arch::Amd64] {
             assert!(p.unpinned_for(arch).is_empty());
         }
     }

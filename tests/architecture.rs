@@ -19,7 +19,10 @@ fn module_files(module: &str) -> Vec<PathBuf> {
         return vec![file];
     }
     let dir = src.join(module);
-    assert!(dir.is_dir(), "neither src/{module}.rs nor src/{module}/ exists");
+    assert!(
+        dir.is_dir(),
+        "neither src/{module}.rs nor src/{module}/ exists"
+    );
     let mut out = Vec::new();
     let mut stack = vec![dir];
     while let Some(d) = stack.pop() {
@@ -45,7 +48,10 @@ fn uses(module: &str) -> BTreeSet<String> {
             continue;
         }
         let text = fs_err::read_to_string(&path).unwrap();
-        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or(&text);
+        let code = text
+            .split("#[cfg(test)]\nmod tests")
+            .next()
+            .unwrap_or(&text);
         for (i, _) in code.match_indices("crate::") {
             let name: String = code[i + 7..]
                 .chars()

@@ -370,7 +370,7 @@ fn ssh_key_is_checked() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("id.pub:1") && err.contains("expected an OpenSSH public key"),
+        err.contains("id.pub:1") && err.contains("this is a private key; give the .pub file"),
         "{err}"
     );
     assert!(!tmp.path().join("o").exists());

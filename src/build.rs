@@ -1,7 +1,19 @@
-//! `imagegen build`: runs the stages in order, profile -> plan -> pki -> resolve -> stage ->
-//! payload -> seed -> iso, into a staging directory that replaces `out/<arch>` only when complete.
+//! `imagegen build`: runs the stages for one architecture into a staging directory
+//! (`out/.<arch>.build-*`) that replaces `out/<arch>` only when complete.
 //!
-//! Reuse: a packed overlay and a seed ISO whose inputs did not change are carried over from the
+//! The steps of [`build`], in order:
+//! 1. profile -> plan, and the config templates;
+//! 2. `stage_overlays`: resolve the planned artifacts (cache, mirrors, upstream) and stage and
+//!    pack each installing role's overlay — only when binaries are packed at build time;
+//! 3. `prepare_pki`: the CA and the node credentials, after resolve and stage so that a build
+//!    that cannot get its binaries creates no keys;
+//! 4. `role_payloads`: how each role's nodes get their binaries;
+//! 5. `write_vm_seeds`: each VM's user-data, meta-data and network-config, its copy of the
+//!    overlay (embed) and its `seed.iso`;
+//! 6. `write_shared_payload_isos`: one payload ISO per role (shared);
+//! 7. `write_manifest`: `manifest.json`; then the staging directory is swapped in.
+//!
+//! Reuse: a packed overlay and an ISO whose inputs did not change are carried over from the
 //! previous `out/<arch>` as hard links (their stamps record the inputs), so a rebuild with no
 //! change writes a few small files and no large ones.
 
@@ -10,22 +22,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use camino::{Utf8Path, Utf8PathBuf};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tempfile::TempDir;
 
 use crate::digest::{sha256_bytes, Digest};
 use crate::fsutil;
 use crate::iso::{self, IsoData, IsoFile, IsoOptions};
 use crate::payload::{self, PayloadKind, RolePayload};
-use crate::pki::{self, PkiMode};
-use crate::plan;
+use crate::pki::{self, Pki, PkiMode};
+use crate::plan::{self, Plan, RolePlan, VmPlan};
 use crate::profile::{self, Arch, Role};
 use crate::resolve::{self, ResolveOptions};
 use crate::seed::{self, NodeFile, SeedInputs, Templates};
 use crate::stage::{self, Overlay, StageRequest};
-
-/// Timestamp of every packed file and ISO date when `SOURCE_DATE_EPOCH` is unset
-/// (2024-01-01T00:00:00Z): a constant, so builds are reproducible by default.
-pub const DEFAULT_EPOCH: u64 = 1_704_067_200;
 
 pub struct BuildOptions {
     pub profile: Option<Utf8PathBuf>,
@@ -41,7 +50,7 @@ pub struct BuildOptions {
     pub iso: bool,
     /// How artifacts are resolved (unused with the fetch payload, where nodes download).
     pub resolve: ResolveOptions,
-    /// `SOURCE_DATE_EPOCH` or [`DEFAULT_EPOCH`].
+    /// Timestamp of every packed file and ISO date (`SOURCE_DATE_EPOCH` or a fixed default).
     pub epoch: u64,
 }
 
@@ -88,299 +97,180 @@ struct ManifestVm {
     files: Vec<NodeFile>,
 }
 
-/// Reads `SOURCE_DATE_EPOCH` (reproducible-builds.org), defaulting to [`DEFAULT_EPOCH`].
-pub fn epoch_from_env() -> anyhow::Result<u64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse::<u64>().map_err(|_| {
-            anyhow::anyhow!("SOURCE_DATE_EPOCH: expected whole seconds since 1970, got `{v}`")
-        }),
-        _ => Ok(DEFAULT_EPOCH),
-    }
-}
+type Overlays = BTreeMap<Role, Overlay>;
 
+/// Runs the steps listed in the module docs.
 pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let profile = profile::load(opts.profile.as_deref())?;
     let plan = plan::plan(&profile, opts.arch)?;
     let templates = Templates::load(opts.templates.as_deref())?;
+    let staging = Staging::create(&opts.out, opts.arch)?;
 
-    fs_err::create_dir_all(opts.out.as_std_path())?;
-    let arch_dir = opts.out.join(opts.arch.as_str());
-    let prev = arch_dir.as_std_path();
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{}.build-", opts.arch))
-        .tempdir_in(opts.out.as_std_path())
-        .with_context(|| format!("creating a staging directory in {}", opts.out))?;
-    let st = staging.path();
-
-    // Resolve and stage: only when binaries are packed at build time.
-    let mut overlays: BTreeMap<Role, Overlay> = BTreeMap::new();
-    let packs =
-        opts.payload != PayloadKind::Fetch && plan.roles.iter().any(|r| !r.installs.is_empty());
-    if packs {
-        let resolved = resolve::resolve(&plan.artifacts, &opts.resolve)?;
-        let paths: BTreeMap<String, PathBuf> = resolved
-            .iter()
-            .map(|r| (r.artifact.component.clone(), r.path.clone()))
-            .collect();
-        let digests: BTreeMap<String, Digest> = resolved
-            .iter()
-            .map(|r| (r.artifact.component.clone(), r.artifact.digest.clone()))
-            .collect();
-        for role in plan.roles.iter().filter(|r| !r.installs.is_empty()) {
-            let name = role.role.as_str();
-            let archive = payload::archive_name(role.role);
-            let overlay_root = st.join("overlay").join(name);
-            let archive_path = st.join(&archive);
-            // Roles that install the same files (control and worker today) share one staging and
-            // packing: their trees and archives are hard links to the first one's.
-            if let Some((_, twin)) = overlays
-                .iter()
-                .find(|(r, _)| plan.role(**r).is_some_and(|p| p.installs == role.installs))
-            {
-                let twin_root = st.join("overlay").join(twin.role.as_str());
-                carry_over_tree(&twin_root, &overlay_root)?;
-                fsutil::link_or_copy(&twin.archive, &archive_path)?;
-                let ov = Overlay {
-                    role: name.to_string(),
-                    archive: archive_path,
-                    ..twin.clone()
-                };
-                overlays.insert(role.role, ov);
-                continue;
-            }
-            carry_over_tree(&prev.join("overlay").join(name), &overlay_root)?;
-            for f in [archive.clone().into(), fsutil::stamp_path(archive.as_ref())] {
-                carry_over_file(&prev.join(&f), &st.join(&f))?;
-            }
-            let ov = stage::stage_role(&StageRequest {
-                role: name,
-                rules: &role.installs,
-                artifacts: &paths,
-                artifact_digests: &digests,
-                overlay_root: &overlay_root,
-                archive_path: &archive_path,
-                mtime: opts.epoch,
-            })
-            .with_context(|| format!("staging the {name} overlay"))?;
-            overlays.insert(role.role, ov);
-        }
-    }
-    // Credentials last among the inputs: a build that fails to resolve or stage creates no
-    // CA or keys.
-    let (pki_dir, pki_mode) = match &opts.pki {
-        Some(d) => (d.clone(), PkiMode::Provided),
-        None => (opts.out.join("pki"), PkiMode::Managed),
+    let overlays = match opts.payload.packed() {
+        Some(_) => stage_overlays(&plan, &opts.resolve, opts.epoch, &staging)?,
+        None => Overlays::new(),
     };
-    let pki = pki::prepare(&pki_dir, pki_mode, &plan)?;
-
-    let mut payloads = BTreeMap::new();
-    for role in &plan.roles {
-        let p = match (opts.payload, overlays.get(&role.role)) {
-            (PayloadKind::Fetch, _) => payload::fetch(&plan, role),
-            (kind, Some(ov)) => payload::packed(kind, role.role, ov.archive_sha256.hex()),
-            (_, None) => RolePayload::None,
-        };
-        payloads.insert(role.role, p);
-    }
-
-    let inputs = SeedInputs {
+    let pki = prepare_pki(&plan, &opts.out, opts.pki.as_deref())?;
+    let payloads = role_payloads(&plan, opts.payload, &overlays);
+    let seeds = SeedInputs {
         plan: &plan,
         pki: &pki,
         templates: &templates,
         ssh_keys: &opts.ssh_keys,
         payloads: &payloads,
     };
-    let mut manifest = Manifest {
-        profile: &plan.profile,
-        arch: plan.arch,
-        payload: opts.payload,
-        epoch: opts.epoch,
-        overlays: overlays
-            .iter()
-            .map(|(role, ov)| ManifestOverlay {
-                role: *role,
-                archive: payload::archive_name(*role),
-                sha256: ov.archive_sha256.clone(),
-                size: ov.archive_size,
-            })
-            .collect(),
-        vms: Vec::new(),
-    };
-    let mut report = BuildReport {
-        arch_dir: arch_dir.clone(),
-        vms: Vec::new(),
+    let mut isos = opts.iso.then(|| IsoWriter::new(&staging, opts.epoch));
+    let embed = opts.payload == PayloadKind::Embed;
+    let vms = write_vm_seeds(&seeds, &overlays, embed, isos.as_mut(), staging.path())?;
+    if let (PayloadKind::Shared, Some(isos)) = (opts.payload, isos.as_mut()) {
+        write_shared_payload_isos(&overlays, isos)?;
+    }
+    write_manifest(&plan, opts, &overlays, vms, staging.path())?;
+
+    let report = BuildReport {
+        arch_dir: staging.arch_dir.clone(),
+        vms: plan.vms.iter().map(|v| v.name.clone()).collect(),
         pki_created: pki.created.clone(),
         overlays_reused: overlays
             .iter()
             .filter(|(_, o)| o.reused)
             .map(|(r, _)| r.to_string())
             .collect(),
-        isos_written: 0,
-        isos_reused: 0,
+        isos_written: isos.as_ref().map_or(0, |i| i.written),
+        isos_reused: isos.as_ref().map_or(0, |i| i.reused),
     };
-    for vm in &plan.vms {
-        let s = seed::render(&inputs, vm)?;
-        let dir = st.join(&vm.name);
-        // user-data carries private keys and kubeconfigs.
-        let seed_files = [
-            ("user-data", s.user_data.as_bytes(), 0o600),
-            ("meta-data", s.meta_data.as_bytes(), 0o644),
-            ("network-config", s.network_config.as_bytes(), 0o644),
-        ];
-        let mut iso_files = Vec::new();
-        let mut stamp = StampBuilder::new(payload::SEED_LABEL, opts.epoch);
-        for (name, data, mode) in seed_files {
-            fsutil::write_new(&dir.join(name), data, mode)?;
-            stamp.add(name, mode, &sha256_bytes(data));
-            iso_files.push(IsoFile {
-                name: name.to_string(),
-                data: IsoData::Bytes(data.to_vec()),
-                mode,
-            });
-        }
-        let mut listing: Vec<String> = seed_files.iter().map(|f| f.0.to_string()).collect();
-        let mut files = s.files;
-        if let Some(ov) = overlays.get(&vm.role) {
-            files.extend(ov.entries.iter().map(|e| NodeFile {
-                path: e.path.clone(),
-                mode: format!("{:04o}", e.mode),
-                owner: "root:root".into(),
-                sha256: e.sha256.hex().to_string(),
-                secret: false,
-            }));
-            files.sort_by(|a, b| a.path.cmp(&b.path));
-            if opts.payload == PayloadKind::Embed {
-                let name = payload::archive_name(vm.role);
-                fsutil::link_or_copy(&ov.archive, &dir.join(&name))?;
-                stamp.add(&name, 0o644, &ov.archive_sha256);
-                iso_files.push(IsoFile {
-                    name: name.clone(),
-                    data: IsoData::Path(dir.join(&name)),
-                    mode: 0o644,
-                });
-                listing.push(name);
-            }
-        }
-        if opts.iso {
-            let reused = write_iso_reusing(
-                &prev.join(&vm.name).join("seed.iso"),
-                &dir.join("seed.iso"),
-                payload::SEED_LABEL,
-                opts.epoch,
-                &iso_files,
-                &stamp.finish(),
-                0o600,
-            )?;
-            if reused {
-                report.isos_reused += 1;
-            } else {
-                report.isos_written += 1;
-            }
-            listing.push("seed.iso".into());
-        }
-        manifest.vms.push(ManifestVm {
-            name: vm.name.clone(),
-            role: vm.role,
-            mac: vm.mac.clone(),
-            address: vm.address.to_string(),
-            seed: listing,
-            files,
-        });
-        report.vms.push(vm.name.clone());
-    }
-    if opts.payload == PayloadKind::Shared && opts.iso {
-        for (role, ov) in &overlays {
-            let label = payload::shared_label(*role);
-            let name = payload::archive_name(*role);
-            let mut stamp = StampBuilder::new(&label, opts.epoch);
-            stamp.add(&name, 0o644, &ov.archive_sha256);
-            let iso_name = format!("payload-{role}.iso");
-            let reused = write_iso_reusing(
-                &prev.join(&iso_name),
-                &st.join(&iso_name),
-                &label,
-                opts.epoch,
-                &[IsoFile {
-                    name,
-                    data: IsoData::Path(ov.archive.clone()),
-                    mode: 0o644,
-                }],
-                &stamp.finish(),
-                0o644,
-            )?;
-            if reused {
-                report.isos_reused += 1;
-            } else {
-                report.isos_written += 1;
-            }
-        }
-    }
-    let mut json = serde_json::to_string_pretty(&manifest)?;
-    json.push('\n');
-    fsutil::write_new(&st.join("manifest.json"), json.as_bytes(), 0o644)?;
-
-    let staged: PathBuf = staging.keep();
-    fsutil::replace_dir(&staged, arch_dir.as_std_path()).inspect_err(|_| {
-        let _ = fs_err::remove_dir_all(&staged);
-    })?;
+    staging.commit()?;
     Ok(report)
 }
 
-/// The inputs of one ISO, hashed: volume id, dates, and each file's name, mode and digest.
-struct StampBuilder(String);
+/// The directory a build writes into, beside the previous `out/<arch>` it may reuse from.
+struct Staging {
+    dir: TempDir,
+    /// `out/<arch>`: the previous build's output until `commit`, then this one's.
+    arch_dir: Utf8PathBuf,
+}
 
-impl StampBuilder {
-    fn new(volume_id: &str, epoch: u64) -> Self {
-        StampBuilder(format!(
-            "imagegen-iso {} volid={volume_id} epoch={epoch}\n",
-            env!("CARGO_PKG_VERSION")
-        ))
+impl Staging {
+    fn create(out: &Utf8Path, arch: Arch) -> anyhow::Result<Self> {
+        fs_err::create_dir_all(out.as_std_path())?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!(".{arch}.build-"))
+            .tempdir_in(out.as_std_path())
+            .with_context(|| format!("creating a staging directory in {out}"))?;
+        Ok(Staging {
+            dir,
+            arch_dir: out.join(arch.as_str()),
+        })
     }
-    fn add(&mut self, name: &str, mode: u32, digest: &Digest) {
-        self.0.push_str(&format!("{name} {mode:o} {digest}\n"));
+
+    fn path(&self) -> &Path {
+        self.dir.path()
     }
-    fn finish(&self) -> String {
-        sha256_bytes(self.0.as_bytes()).to_string()
+
+    /// The previous build's output.
+    fn prev(&self) -> &Path {
+        self.arch_dir.as_std_path()
+    }
+
+    /// Replaces `out/<arch>` with the staging directory.
+    fn commit(self) -> anyhow::Result<()> {
+        let staged: PathBuf = self.dir.keep();
+        fsutil::replace_dir(&staged, self.arch_dir.as_std_path()).inspect_err(|_| {
+            let _ = fs_err::remove_dir_all(&staged);
+        })
     }
 }
 
-fn stamp_path(iso: &Path) -> PathBuf {
-    let name = iso
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    iso.with_file_name(format!(".{name}.stamp"))
-}
+// ---------------------------------------------------------------------------------------------
+// Step 2: overlays.
 
-/// Writes an ISO, or links the previous build's when its stamp shows the same inputs.
-fn write_iso_reusing(
-    prev: &Path,
-    dest: &Path,
-    volume_id: &str,
+/// Resolves the planned artifacts, then stages and packs the overlay of every role that installs
+/// something. Roles with the same install rules share one staging.
+fn stage_overlays(
+    plan: &Plan,
+    resolve_opts: &ResolveOptions,
     epoch: u64,
-    files: &[IsoFile],
-    stamp: &str,
-    mode: u32,
-) -> anyhow::Result<bool> {
-    let prev_stamp = std::fs::read_to_string(stamp_path(prev)).unwrap_or_default();
-    if prev_stamp == stamp && prev.is_file() && fsutil::link_or_copy(prev, dest).is_ok() {
-        fsutil::link_or_copy(&stamp_path(prev), &stamp_path(dest))?;
-        return Ok(true);
+    staging: &Staging,
+) -> anyhow::Result<Overlays> {
+    let roles: Vec<&RolePlan> = plan
+        .roles
+        .iter()
+        .filter(|r| !r.installs.is_empty())
+        .collect();
+    let mut overlays = Overlays::new();
+    if roles.is_empty() {
+        return Ok(overlays);
     }
-    let timestamp = i64::try_from(epoch).context("SOURCE_DATE_EPOCH is too large")?;
-    iso::write_iso(
-        dest,
-        &IsoOptions {
-            volume_id: volume_id.to_string(),
-            timestamp,
-        },
-        files,
-    )
-    .with_context(|| format!("writing {}", dest.display()))?;
-    use std::os::unix::fs::PermissionsExt as _;
-    fs_err::set_permissions(dest, std::fs::Permissions::from_mode(mode))?;
-    fsutil::write_new(&stamp_path(dest), stamp.as_bytes(), 0o644)?;
-    Ok(false)
+    let resolved = resolve::resolve(&plan.artifacts, resolve_opts)?;
+    let artifacts = Artifacts {
+        paths: resolved
+            .iter()
+            .map(|r| (r.artifact.component.clone(), r.path.clone()))
+            .collect(),
+        digests: resolved
+            .iter()
+            .map(|r| (r.artifact.component.clone(), r.artifact.digest.clone()))
+            .collect(),
+    };
+    for role in roles {
+        let twin = overlays
+            .iter()
+            .find(|(r, _)| plan.role(**r).is_some_and(|p| p.installs == role.installs));
+        let ov = match twin {
+            Some((_, twin)) => share_overlay(twin, role.role, staging)?,
+            None => stage_role(role, &artifacts, epoch, staging)?,
+        };
+        overlays.insert(role.role, ov);
+    }
+    Ok(overlays)
+}
+
+/// The verified artifacts, by component: where each is, and the digest it was checked against.
+struct Artifacts {
+    paths: BTreeMap<String, PathBuf>,
+    digests: BTreeMap<String, Digest>,
+}
+
+/// Stages one role, after linking in the previous build's tree, archive and stamp so the stage
+/// can see that they are current. The stage never writes into these files: it renames new
+/// ones over them.
+fn stage_role(
+    role: &RolePlan,
+    artifacts: &Artifacts,
+    epoch: u64,
+    staging: &Staging,
+) -> anyhow::Result<Overlay> {
+    let name = role.role.as_str();
+    let overlay_root = staging.path().join("overlay").join(name);
+    let archive = PathBuf::from(payload::archive_name(role.role));
+    carry_over_tree(&staging.prev().join("overlay").join(name), &overlay_root)?;
+    for f in [&archive, &fsutil::stamp_path(&archive)] {
+        carry_over_file(&staging.prev().join(f), &staging.path().join(f))?;
+    }
+    // The stage names the role in its errors.
+    stage::stage_role(&StageRequest {
+        role: name,
+        rules: &role.installs,
+        artifacts: &artifacts.paths,
+        artifact_digests: &artifacts.digests,
+        overlay_root: &overlay_root,
+        archive_path: &staging.path().join(&archive),
+        mtime: epoch,
+    })
+}
+
+/// The overlay of `role`, which installs the same files as `twin`: its tree and archive are
+/// hard links to the twin's.
+fn share_overlay(twin: &Overlay, role: Role, staging: &Staging) -> anyhow::Result<Overlay> {
+    let overlay = staging.path().join("overlay");
+    carry_over_tree(&overlay.join(&twin.role), &overlay.join(role.as_str()))?;
+    let archive = staging.path().join(payload::archive_name(role));
+    fsutil::link_or_copy(&twin.archive, &archive)?;
+    Ok(Overlay {
+        role: role.to_string(),
+        archive,
+        ..twin.clone()
+    })
 }
 
 fn carry_over_file(from: &Path, to: &Path) -> anyhow::Result<()> {
@@ -390,8 +280,7 @@ fn carry_over_file(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Links the previous build's overlay tree into the staging directory so the stage can see
-/// that it is current. The stage never writes into these files: it renames new ones over them.
+/// Links every regular file under `from` to the same place under `to`.
 fn carry_over_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
     if !from.is_dir() {
         return Ok(());
@@ -409,94 +298,262 @@ fn carry_over_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads the public keys for `ssh_authorized_keys`: the given files, or the user's
-/// `~/.ssh/id_*.pub`. Returns the keys and, when there are none, a warning to print.
-pub fn ssh_keys(
-    files: &[Utf8PathBuf],
-    home: Option<&Path>,
-) -> anyhow::Result<(Vec<String>, Option<String>)> {
-    let mut paths: Vec<Utf8PathBuf> = files.to_vec();
-    if paths.is_empty() {
-        if let Some(home) = home {
-            let ssh = home.join(".ssh");
-            if let Ok(rd) = std::fs::read_dir(&ssh) {
-                let mut found: Vec<Utf8PathBuf> = rd
-                    .filter_map(|e| e.ok())
-                    .filter_map(|e| Utf8PathBuf::from_path_buf(e.path()).ok())
-                    .filter(|p| {
-                        p.file_name()
-                            .is_some_and(|n| n.starts_with("id_") && n.ends_with(".pub"))
-                    })
-                    .collect();
-                found.sort();
-                paths = found;
-            }
-        }
+// ---------------------------------------------------------------------------------------------
+// Steps 3 and 4: credentials and payloads.
+
+/// The credentials: `--pki DIR` as given, or imagegen's own `out/pki` (created or reused).
+fn prepare_pki(plan: &Plan, out: &Utf8Path, provided: Option<&Utf8Path>) -> anyhow::Result<Pki> {
+    match provided {
+        Some(dir) => pki::prepare(dir, PkiMode::Provided, plan),
+        None => pki::prepare(&out.join("pki"), PkiMode::Managed, plan),
     }
-    let mut keys = Vec::new();
-    for p in &paths {
-        let text = fs_err::read_to_string(p.as_std_path())
-            .with_context(|| format!("--ssh-key {p}: cannot read the public key"))?;
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            check_ssh_key(line).with_context(|| format!("--ssh-key {p}:{}", i + 1))?;
-            keys.push(line.to_string());
-        }
-    }
-    let warning = keys.is_empty().then(|| {
-        "no SSH public key given (--ssh-key FILE) and none found in ~/.ssh/id_*.pub: the VMs will accept no SSH login"
-            .to_string()
-    });
-    Ok((keys, warning))
 }
 
-fn check_ssh_key(line: &str) -> anyhow::Result<()> {
-    let mut parts = line.split_whitespace();
-    let kind = parts.next().unwrap_or_default();
-    let body = parts.next().unwrap_or_default();
-    let known =
-        kind.starts_with("ssh-") || kind.starts_with("ecdsa-sha2-") || kind.starts_with("sk-");
-    if !known || body.len() < 16 {
-        anyhow::bail!(
-            "expected an OpenSSH public key line (`ssh-ed25519 AAAA... comment`), got `{}`",
-            line.chars().take(40).collect::<String>()
-        );
+/// How each role's nodes get their binaries.
+fn role_payloads(
+    plan: &Plan,
+    kind: PayloadKind,
+    overlays: &Overlays,
+) -> BTreeMap<Role, RolePayload> {
+    plan.roles
+        .iter()
+        .map(|role| {
+            let p = match (kind.packed(), overlays.get(&role.role)) {
+                (None, _) => payload::fetch(plan, role),
+                (Some(packed), Some(ov)) => {
+                    payload::packed(packed, role.role, ov.archive_sha256.hex())
+                }
+                // A role that installs nothing has no overlay.
+                (Some(_), None) => RolePayload::None,
+            };
+            (role.role, p)
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Steps 5 and 6: seeds and ISOs.
+
+/// Writes every VM's seed directory (and ISO, when `isos` is given); returns the manifest
+/// entries, in plan order.
+fn write_vm_seeds(
+    seeds: &SeedInputs,
+    overlays: &Overlays,
+    embed: bool,
+    mut isos: Option<&mut IsoWriter>,
+    staging: &Path,
+) -> anyhow::Result<Vec<ManifestVm>> {
+    let mut vms = Vec::new();
+    for vm in &seeds.plan.vms {
+        let overlay = overlays.get(&vm.role);
+        let dir = staging.join(&vm.name);
+        let mut seed = write_vm_seed(seeds, vm, overlay, embed, &dir)?;
+        if let Some(isos) = isos.as_deref_mut() {
+            let rel = Path::new(&vm.name).join("seed.iso");
+            // The seed holds user-data, with keys.
+            isos.write(&rel, payload::SEED_LABEL, &seed.iso_inputs, 0o600)?;
+            seed.manifest.seed.push("seed.iso".into());
+        }
+        vms.push(seed.manifest);
     }
-    if line.contains("PRIVATE KEY") {
-        anyhow::bail!("this is a private key; give the .pub file");
+    Ok(vms)
+}
+
+/// One VM's seed directory as written, and what its ISO holds.
+struct VmSeed {
+    manifest: ManifestVm,
+    iso_inputs: Vec<IsoInput>,
+}
+
+/// Renders a VM's seed into `dir` (user-data 0600: it carries private keys and kubeconfigs),
+/// with a link to its role's overlay archive when the payload is embedded.
+fn write_vm_seed(
+    seeds: &SeedInputs,
+    vm: &VmPlan,
+    overlay: Option<&Overlay>,
+    embed: bool,
+    dir: &Path,
+) -> anyhow::Result<VmSeed> {
+    let s = seed::render(seeds, vm)?;
+    let mut iso_inputs = Vec::new();
+    for (name, data, mode) in [
+        ("user-data", s.user_data, 0o600),
+        ("meta-data", s.meta_data, 0o644),
+        ("network-config", s.network_config, 0o644),
+    ] {
+        fsutil::write_new(&dir.join(name), data.as_bytes(), mode)?;
+        iso_inputs.push(IsoInput {
+            sha256: sha256_bytes(data.as_bytes()),
+            file: IsoFile {
+                name: name.to_string(),
+                data: IsoData::Bytes(data.into_bytes()),
+                mode,
+            },
+        });
+    }
+    let mut files = s.files;
+    if let Some(ov) = overlay {
+        files.extend(ov.entries.iter().map(|e| NodeFile {
+            path: e.path.clone(),
+            mode: format!("{:04o}", e.mode),
+            owner: "root:root".into(),
+            sha256: e.sha256.hex().to_string(),
+            secret: false,
+        }));
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        if embed {
+            let name = payload::archive_name(vm.role);
+            let path = dir.join(&name);
+            fsutil::link_or_copy(&ov.archive, &path)?;
+            iso_inputs.push(IsoInput {
+                sha256: ov.archive_sha256.clone(),
+                file: IsoFile {
+                    name,
+                    data: IsoData::Path(path),
+                    mode: 0o644,
+                },
+            });
+        }
+    }
+    let manifest = ManifestVm {
+        name: vm.name.clone(),
+        role: vm.role,
+        mac: vm.mac.clone(),
+        address: vm.address.to_string(),
+        seed: iso_inputs.iter().map(|i| i.file.name.clone()).collect(),
+        files,
+    };
+    Ok(VmSeed {
+        manifest,
+        iso_inputs,
+    })
+}
+
+/// One payload ISO per role, holding the role's overlay archive, labelled `payload-<role>`.
+fn write_shared_payload_isos(overlays: &Overlays, isos: &mut IsoWriter) -> anyhow::Result<()> {
+    for (role, ov) in overlays {
+        let input = IsoInput {
+            sha256: ov.archive_sha256.clone(),
+            file: IsoFile {
+                name: payload::archive_name(*role),
+                data: IsoData::Path(ov.archive.clone()),
+                mode: 0o644,
+            },
+        };
+        let rel = PathBuf::from(format!("payload-{role}.iso"));
+        isos.write(&rel, &payload::shared_label(*role), &[input], 0o644)?;
     }
     Ok(())
 }
 
-/// The summary printed after a build.
-pub fn summary(report: &BuildReport, out: &Utf8Path) -> String {
-    let mut s = format!(
-        "wrote {} seeds to {} ({})",
-        report.vms.len(),
-        report.arch_dir,
-        report.vms.join(", ")
-    );
-    if report.isos_written + report.isos_reused > 0 {
-        s.push_str(&format!(
-            "\nISOs: {} written, {} unchanged",
-            report.isos_written, report.isos_reused
-        ));
+/// A file for an ISO and its digest (known without reading it again), which the reuse stamp
+/// records.
+struct IsoInput {
+    file: IsoFile,
+    sha256: Digest,
+}
+
+/// The reuse stamp of an ISO (the kit's stamp format): the hash of everything the image is made
+/// from.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct IsoStamp {
+    inputs: Digest,
+}
+
+impl IsoStamp {
+    fn of(volume_id: &str, epoch: u64, mode: u32, inputs: &[IsoInput]) -> Self {
+        let mut text = format!(
+            "imagegen-iso {} volid={volume_id} epoch={epoch} mode={mode:o}\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        for i in inputs {
+            text.push_str(&format!("{} {:o} {}\n", i.file.name, i.file.mode, i.sha256));
+        }
+        IsoStamp {
+            inputs: sha256_bytes(text.as_bytes()),
+        }
     }
-    if !report.overlays_reused.is_empty() {
-        s.push_str(&format!(
-            "\noverlays unchanged: {}",
-            report.overlays_reused.join(", ")
-        ));
+}
+
+/// Writes ISOs into the staging directory, or links the previous build's where its stamp shows
+/// the same inputs; counts both.
+struct IsoWriter<'a> {
+    staging: &'a Staging,
+    epoch: u64,
+    written: usize,
+    reused: usize,
+}
+
+impl<'a> IsoWriter<'a> {
+    fn new(staging: &'a Staging, epoch: u64) -> Self {
+        IsoWriter {
+            staging,
+            epoch,
+            written: 0,
+            reused: 0,
+        }
     }
-    if !report.pki_created.is_empty() {
-        s.push_str(&format!(
-            "\ncreated {} PKI files in {}",
-            report.pki_created.len(),
-            out.join("pki")
-        ));
+
+    /// Writes (or reuses) the ISO at `rel` inside the staging directory, with `mode`.
+    fn write(
+        &mut self,
+        rel: &Path,
+        volume_id: &str,
+        inputs: &[IsoInput],
+        mode: u32,
+    ) -> anyhow::Result<()> {
+        let stamp = IsoStamp::of(volume_id, self.epoch, mode, inputs);
+        let prev = self.staging.prev().join(rel);
+        let dest = self.staging.path().join(rel);
+        let current = fsutil::read_stamp::<IsoStamp>(&prev).is_some_and(|s| s == stamp);
+        if current && prev.is_file() && fsutil::link_or_copy(&prev, &dest).is_ok() {
+            fsutil::write_stamp(&dest, &stamp)?;
+            self.reused += 1;
+            return Ok(());
+        }
+        let timestamp = i64::try_from(self.epoch)
+            .with_context(|| format!("timestamp {} is too large for an ISO", self.epoch))?;
+        let files: Vec<IsoFile> = inputs.iter().map(|i| i.file.clone()).collect();
+        let opts = IsoOptions {
+            volume_id: volume_id.to_string(),
+            timestamp,
+            mode,
+        };
+        iso::write_iso(&dest, &opts, &files)
+            .with_context(|| format!("writing {}", dest.display()))?;
+        fsutil::write_stamp(&dest, &stamp)?;
+        self.written += 1;
+        Ok(())
     }
-    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step 7: the manifest.
+
+fn write_manifest(
+    plan: &Plan,
+    opts: &BuildOptions,
+    overlays: &Overlays,
+    vms: Vec<ManifestVm>,
+    staging: &Path,
+) -> anyhow::Result<()> {
+    let manifest = Manifest {
+        profile: &plan.profile,
+        arch: plan.arch,
+        payload: opts.payload,
+        epoch: opts.epoch,
+        overlays: overlays
+            .iter()
+            .map(|(role, ov)| ManifestOverlay {
+                role: *role,
+                archive: payload::archive_name(*role),
+                sha256: ov.archive_sha256.clone(),
+                size: ov.archive_size,
+            })
+            .collect(),
+        vms,
+    };
+    let mut json = serde_json::to_string_pretty(&manifest)?;
+    json.push('\n');
+    fsutil::write_new(&staging.join("manifest.json"), json.as_bytes(), 0o644)
 }

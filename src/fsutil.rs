@@ -145,6 +145,18 @@ pub fn remove_if_exists(path: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// The operating system's reason for a failed operation on `path`, without the operation and
+/// path that `fs_err` puts in front (`failed to open file `x`: `), for a message that names the
+/// file itself: `No such file or directory (os error 2)`.
+pub fn os_reason(e: &io::Error, path: &Path) -> String {
+    let full = e.to_string();
+    let prefix_end = format!("`{}`: ", path.display());
+    match full.split_once(&prefix_end) {
+        Some((_, reason)) => reason.to_string(),
+        None => full,
+    }
+}
+
 /// A hard link where possible (same file system, no extra space), else a copy.
 pub fn link_or_copy(from: &Path, to: &Path) -> anyhow::Result<()> {
     if let Some(parent) = to.parent() {
@@ -301,6 +313,16 @@ mod tests {
         assert_eq!(read_stamp::<u32>(&f), Some(42));
         fs_err::write(stamp_path(&f), "not json").unwrap();
         assert_eq!(read_stamp::<u32>(&f), None);
+    }
+
+    #[test]
+    fn os_reason_leaves_out_the_path() {
+        let path = Path::new("/nonexistent/imagegen-test");
+        let e = fs_err::read(path).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/imagegen-test"), "{e}");
+        let reason = os_reason(&e, path);
+        assert!(reason.starts_with("No such file or directory"), "{reason}");
+        assert!(!reason.contains("/nonexistent"), "{reason}");
     }
 
     #[test]

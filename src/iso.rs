@@ -30,6 +30,8 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::fsutil;
+
 const SECTOR: usize = 2048;
 const MAX_NAME: usize = 64;
 const MAX_VOLID: usize = 16;
@@ -60,6 +62,9 @@ pub struct IsoOptions {
     pub volume_id: String,
     /// Unix seconds (UTC) used for every date in the image.
     pub timestamp: i64,
+    /// Permission bits of the image file, set before any byte is written: 0o600 for an image
+    /// holding a secret (user-data with keys), else 0o644 (VM managers may run as another user).
+    pub mode: u32,
 }
 
 struct Entry<'a> {
@@ -69,10 +74,30 @@ struct Entry<'a> {
     extent: u32,
 }
 
-/// Writes `files` into a new ISO at `dest` (via a temp file beside it, renamed on success).
+/// Writes `files` into a new ISO at `dest` (via a temp file beside it that has `opts.mode` before
+/// any data, renamed on success).
 pub fn write_iso(dest: &Path, opts: &IsoOptions, files: &[IsoFile]) -> Result<()> {
     check_volume_id(&opts.volume_id)?;
+    ensure!(
+        opts.mode & !0o777 == 0,
+        "mode {:o} of ISO image {} has bits beyond 0o777; pass permission bits only",
+        opts.mode,
+        dest.display()
+    );
     let (date7, date17) = dates(opts.timestamp)?;
+    let mut entries = checked_entries(files)?;
+    assign_iso_names(&mut entries);
+    let layout = Layout::place(&mut entries, &date7)?;
+    let header = header(&opts.volume_id, &layout, &date7, &date17);
+
+    let mut tmp = fsutil::temp_file_beside(dest, opts.mode)?;
+    write_image(tmp.as_file_mut(), dest, &header, &layout, &entries)?;
+    fsutil::persist(tmp, dest)
+}
+
+/// One entry per file, sorted by name, after checking each file's name, mode, type and size
+/// and that no two names differ only in case.
+fn checked_entries(files: &[IsoFile]) -> Result<Vec<Entry<'_>>> {
     let mut entries = Vec::with_capacity(files.len());
     for file in files {
         check_name(&file.name)?;
@@ -117,46 +142,69 @@ pub fn write_iso(dest: &Path, opts: &IsoOptions, files: &[IsoFile]) -> Result<()
             e.file.name
         );
     }
-    assign_iso_names(&mut entries);
+    Ok(entries)
+}
 
-    // Directory sizes do not depend on extents, so a dry run with placeholder extents fixes the layout.
-    let primary_len = primary_dir(&entries, 0, 0, &date7).len();
-    let joliet_len = joliet_dir(&entries, 0, &date7).len();
-    let primary_root = FIXED_SECTORS as u32;
-    let ce_sector = primary_root + (primary_len / SECTOR) as u32;
-    let joliet_root = ce_sector + 1;
-    let mut next = joliet_root + (joliet_len / SECTOR) as u32;
-    for e in &mut entries {
-        // Empty files point at the next free sector with length 0, as genisoimage does.
-        e.extent = next;
-        next = next
-            .checked_add(e.size.div_ceil(SECTOR as u32))
-            .context("ISO image would exceed 2^32 sectors")?;
+/// Where everything after the fixed sectors goes, and the two root directories' bytes.
+struct Layout {
+    primary_root: u32,
+    joliet_root: u32,
+    total_sectors: u32,
+    primary: Vec<u8>,
+    joliet: Vec<u8>,
+}
+
+impl Layout {
+    /// Places the directories and then each file's data (setting its extent).
+    fn place(entries: &mut [Entry], date7: &[u8; 7]) -> Result<Self> {
+        // Directory sizes do not depend on extents, so a dry run with placeholder extents fixes
+        // the layout.
+        let primary_len = primary_dir(entries, 0, 0, date7).len();
+        let joliet_len = joliet_dir(entries, 0, date7).len();
+        let primary_root = FIXED_SECTORS as u32;
+        let ce_sector = primary_root + (primary_len / SECTOR) as u32;
+        let joliet_root = ce_sector + 1;
+        let mut next = joliet_root + (joliet_len / SECTOR) as u32;
+        for e in entries.iter_mut() {
+            // Empty files point at the next free sector with length 0, as genisoimage does.
+            e.extent = next;
+            next = next
+                .checked_add(e.size.div_ceil(SECTOR as u32))
+                .context("ISO image would exceed 2^32 sectors")?;
+        }
+        Ok(Layout {
+            primary_root,
+            joliet_root,
+            total_sectors: next,
+            primary: primary_dir(entries, primary_root, ce_sector, date7),
+            joliet: joliet_dir(entries, joliet_root, date7),
+        })
     }
-    let total_sectors = next;
+}
 
-    let primary = primary_dir(&entries, primary_root, ce_sector, &date7);
-    let joliet = joliet_dir(&entries, joliet_root, &date7);
+/// The fixed sectors: system area, the primary and Joliet volume descriptors, the terminator
+/// and the four path tables.
+fn header(volume_id: &str, layout: &Layout, date7: &[u8; 7], date17: &[u8; 17]) -> Vec<u8> {
     let mut header = vec![0u8; FIXED_SECTORS * SECTOR];
-    let root_record = |extent, len: usize| dir_record(&[0], extent, len as u32, true, &date7, &[]);
+    let root_record = |extent, len: usize| dir_record(&[0], extent, len as u32, true, date7, &[]);
     header[16 * SECTOR..17 * SECTOR].copy_from_slice(&volume_descriptor(
         false,
-        &opts.volume_id,
-        total_sectors,
+        volume_id,
+        layout.total_sectors,
         19,
-        &root_record(primary_root, primary_len),
-        &date17,
+        &root_record(layout.primary_root, layout.primary.len()),
+        date17,
     ));
     header[17 * SECTOR..18 * SECTOR].copy_from_slice(&volume_descriptor(
         true,
-        &opts.volume_id,
-        total_sectors,
+        volume_id,
+        layout.total_sectors,
         21,
-        &root_record(joliet_root, joliet_len),
-        &date17,
+        &root_record(layout.joliet_root, layout.joliet.len()),
+        date17,
     ));
     header[18 * SECTOR..18 * SECTOR + 7].copy_from_slice(b"\xffCD001\x01");
-    for (sector, extent) in [(19, primary_root), (21, joliet_root)] {
+    for (sector, extent) in [(19, layout.primary_root), (21, layout.joliet_root)] {
         // One root entry: id length 1, no extended attributes, extent, parent #1, id 0x00, pad.
         let (l, m) = (sector * SECTOR, (sector + 1) * SECTOR);
         header[l] = 1;
@@ -166,31 +214,27 @@ pub fn write_iso(dest: &Path, opts: &IsoOptions, files: &[IsoFile]) -> Result<()
         header[m + 2..m + 6].copy_from_slice(&extent.to_be_bytes());
         header[m + 7] = 1;
     }
+    header
+}
 
-    let dir = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".seed-iso-")
-        .tempfile_in(dir)
-        .with_context(|| {
-            format!(
-                "creating a temp file in {} for {}",
-                dir.display(),
-                dest.display()
-            )
-        })?;
-    let out = tmp.as_file_mut();
+/// Writes the image in sector order: header, primary root, the Rock Ridge continuation
+/// sector, Joliet root, then each file's data padded to a sector boundary.
+fn write_image(
+    out: &mut std::fs::File,
+    dest: &Path,
+    header: &[u8],
+    layout: &Layout,
+    entries: &[Entry],
+) -> Result<()> {
     let write_err = || format!("writing ISO temp file for {}", dest.display());
-    out.write_all(&header).with_context(write_err)?;
-    out.write_all(&primary).with_context(write_err)?;
+    out.write_all(header).with_context(write_err)?;
+    out.write_all(&layout.primary).with_context(write_err)?;
     let mut ce_area = er_entry();
     ce_area.resize(SECTOR, 0);
     out.write_all(&ce_area).with_context(write_err)?;
-    out.write_all(&joliet).with_context(write_err)?;
+    out.write_all(&layout.joliet).with_context(write_err)?;
     let zeros = [0u8; SECTOR];
-    for e in &entries {
+    for e in entries {
         match &e.file.data {
             IsoData::Bytes(b) => out.write_all(b).with_context(write_err)?,
             IsoData::Path(p) => {
@@ -210,16 +254,6 @@ pub fn write_iso(dest: &Path, opts: &IsoOptions, files: &[IsoFile]) -> Result<()
         let pad = (SECTOR - e.size as usize % SECTOR) % SECTOR;
         out.write_all(&zeros[..pad]).with_context(write_err)?;
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // tempfile creates 0600; a seed ISO is not secret and VM managers may run as another user.
-        out.set_permissions(std::fs::Permissions::from_mode(0o644))
-            .with_context(write_err)?;
-    }
-    tmp.persist(dest)
-        .map_err(|e| e.error)
-        .with_context(|| format!("renaming ISO temp file to {}", dest.display()))?;
     Ok(())
 }
 
@@ -532,6 +566,7 @@ mod tests {
         IsoOptions {
             volume_id: "cidata".into(),
             timestamp: 0,
+            mode: 0o644,
         }
     }
 
@@ -548,7 +583,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = write_iso(&dir.path().join("seed.iso"), opts, files).unwrap_err();
         assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
+            fs_err::read_dir(dir.path()).unwrap().count(),
             0,
             "nothing may be written on error"
         );
@@ -594,6 +629,7 @@ mod tests {
             let o = IsoOptions {
                 volume_id: v.into(),
                 timestamp: 0,
+                mode: 0o644,
             };
             assert!(error_of(&o, &[]).contains("volume id"), "{v:?}");
         }
@@ -604,6 +640,7 @@ mod tests {
             let o = IsoOptions {
                 volume_id: "cidata".into(),
                 timestamp: ts,
+                mode: 0o644,
             };
             assert!(error_of(&o, &[]).contains("years 1900..=2155"), "{ts}");
         }
@@ -619,6 +656,24 @@ mod tests {
             mode: 0o644,
         };
         assert!(error_of(&opts(), &[dir]).contains("not a regular file"));
+    }
+
+    #[test]
+    fn the_image_has_the_mode_asked_for() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [0o600, 0o644] {
+            let iso = dir.path().join(format!("seed-{mode:o}.iso"));
+            let o = IsoOptions { mode, ..opts() };
+            write_iso(&iso, &o, &[file("user-data")]).unwrap();
+            let got = fs_err::metadata(&iso).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(got, mode, "{}", iso.display());
+        }
+        let o = IsoOptions {
+            mode: 0o4755,
+            ..opts()
+        };
+        assert!(error_of(&o, &[]).contains("bits beyond 0o777"));
     }
 
     #[test]

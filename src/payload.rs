@@ -30,6 +30,27 @@ impl fmt::Display for PayloadKind {
     }
 }
 
+impl PayloadKind {
+    /// How the overlay is packed at build time; `None` for fetch, where the nodes download the
+    /// artifacts themselves and nothing is packed.
+    pub fn packed(self) -> Option<PackedKind> {
+        match self {
+            PayloadKind::Fetch => None,
+            PayloadKind::Embed => Some(PackedKind::Embed),
+            PayloadKind::Shared => Some(PackedKind::Shared),
+        }
+    }
+}
+
+/// Where a role's overlay, packed at build time, reaches the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PackedKind {
+    /// On each VM's seed ISO.
+    Embed,
+    /// On one payload ISO per role.
+    Shared,
+}
+
 /// The label of the seed media cloud-init's NoCloud looks for.
 pub const SEED_LABEL: &str = "cidata";
 
@@ -135,22 +156,20 @@ pub fn fetch(plan: &Plan, role: &RolePlan) -> RolePayload {
 }
 
 /// The payload of a role whose overlay was packed at build time.
-pub fn packed(kind: PayloadKind, role: Role, archive_sha256_hex: &str) -> RolePayload {
+pub fn packed(kind: PackedKind, role: Role, archive_sha256_hex: &str) -> RolePayload {
     let archive = archive_name(role);
     let sha256 = archive_sha256_hex.to_string();
     match kind {
-        PayloadKind::Embed => RolePayload::Embed {
+        PackedKind::Embed => RolePayload::Embed {
             archive,
             sha256,
             label: SEED_LABEL.to_string(),
         },
-        PayloadKind::Shared => RolePayload::Shared {
+        PackedKind::Shared => RolePayload::Shared {
             archive,
             sha256,
             label: shared_label(role),
         },
-        // A packed overlay is never fetched by the node; the caller asked for the wrong thing.
-        PayloadKind::Fetch => RolePayload::None,
     }
 }
 

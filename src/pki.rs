@@ -393,7 +393,7 @@ mod tests {
         let first = prepare(&dir, PkiMode::Managed, &plan()).unwrap();
         assert!(first.created.contains(&"ca.pem".to_string()));
         assert_eq!(first.nodes.len(), 6);
-        let mode = |f: &str| std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+        let mode = |f: &str| fs_err::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode("ca-key.pem"), 0o600);
         assert_eq!(mode("worker0-key.pem"), 0o600);
         assert_eq!(mode("worker0.kubeconfig"), 0o600);

@@ -2,8 +2,10 @@
 //! disk or the network, which VMs get which files and which artifacts are needed.
 //!
 //! The plan is the single source of truth for "what a node gets"; later stages decide "how"
-//! (download, extract, render, pack) and never add files on their own.
+//! (download, extract, render, pack). The one file they add is the means to that "how": the
+//! first-boot script the seed writes (`seed::FIRST_BOOT_SCRIPT`), which installs the payload.
 
+use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 use anyhow::bail;
@@ -11,7 +13,7 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::profile::{self, Arch, Cluster, Cni, ComponentKey, Profile, Role};
+use crate::profile::{self, Arch, Cluster, Cni, Component, ComponentKey, Profile, Role};
 
 /// One pinned, downloadable file for one architecture.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -126,7 +128,7 @@ impl Plan {
 
 /// Applies a profile to an architecture.
 pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
-    let missing = profile::arches_missing(profile, arch);
+    let missing = profile.unpinned_for(arch);
     let cni = profile.cluster.cni;
     let needed = |k: ComponentKey| -> bool {
         match k {
@@ -154,15 +156,7 @@ pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
         let Some(digest) = c.digests.get(&arch) else {
             continue;
         };
-        let url = profile::expand_url(&c.url_template, &c.version, arch);
-        let file_name = url.rsplit('/').next().unwrap_or(&url).to_string();
-        let a = Artifact {
-            component: c.key.to_string(),
-            version: c.version.clone(),
-            url,
-            file_name,
-            digest: digest.clone(),
-        };
+        let a = artifact(c, arch, digest);
         if needed(c.key) {
             artifacts.push(a);
         } else {
@@ -237,6 +231,25 @@ fn role_plan(role: Role, vms: Vec<String>, cni: Cni) -> RolePlan {
         };
     }
     let bridge = cni == Cni::Bridge;
+    let installs = install_rules(bridge);
+    let configs = config_files(bridge);
+    let mut services = vec!["containerd".to_string(), "kubelet".to_string()];
+    if bridge {
+        services.push("kube-proxy".into());
+    }
+    RolePlan {
+        role,
+        vms,
+        installs,
+        configs,
+        services,
+        kernel_modules: vec!["overlay".into(), "br_netfilter".into()],
+    }
+}
+
+/// The binaries a Kubernetes node installs from the artifacts (kube-proxy and the CNI plugins
+/// only with the bridge CNI).
+fn install_rules(bridge: bool) -> Vec<InstallRule> {
     let rule = |component: &str, source: Source, dest: &str| InstallRule {
         component: component.into(),
         source,
@@ -268,7 +281,11 @@ fn role_plan(role: Role, vms: Vec<String>, cni: Cni) -> RolePlan {
             "/opt/cni/bin",
         ));
     }
+    installs
+}
 
+/// The config files a Kubernetes node gets, rendered or taken from the PKI.
+fn config_files(bridge: bool) -> Vec<ConfigFile> {
     let cfg = |path: &str, source: &str| ConfigFile {
         path: path.into(),
         source: source.into(),
@@ -321,42 +338,45 @@ fn role_plan(role: Role, vms: Vec<String>, cni: Cni) -> RolePlan {
             ),
         ]);
     }
-    let mut services = vec!["containerd".to_string(), "kubelet".to_string()];
-    if bridge {
-        services.push("kube-proxy".into());
-    }
-    RolePlan {
-        role,
-        vms,
-        installs,
-        configs,
-        services,
-        kernel_modules: vec!["overlay".into(), "br_netfilter".into()],
-    }
+    configs
 }
 
 /// Every artifact a profile pins, for every architecture it pins (what `cache import` matches).
 pub fn all_artifacts(profile: &Profile) -> Vec<Artifact> {
-    let mut out = Vec::new();
-    for c in &profile.components {
-        for (arch, digest) in &c.digests {
-            let url = profile::expand_url(&c.url_template, &c.version, *arch);
-            out.push(Artifact {
-                component: c.key.to_string(),
-                version: c.version.clone(),
-                file_name: url.rsplit('/').next().unwrap_or(&url).to_string(),
-                url,
-                digest: digest.clone(),
-            });
-        }
+    profile
+        .components
+        .iter()
+        .flat_map(|c| c.digests.iter().map(|(arch, d)| artifact(c, *arch, d)))
+        .collect()
+}
+
+/// The artifact of component `c` for `arch`, pinned by `digest`.
+fn artifact(c: &Component, arch: Arch, digest: &Digest) -> Artifact {
+    let url = profile::expand_url(&c.url_template, &c.version, arch);
+    Artifact {
+        component: c.key.to_string(),
+        version: c.version.clone(),
+        file_name: url.rsplit('/').next().unwrap_or(&url).to_string(),
+        url,
+        digest: digest.clone(),
     }
-    out
 }
 
 /// The human-readable form of `imagegen plan`.
 pub fn render_text(plan: &Plan) -> String {
-    use std::fmt::Write as _;
     let mut s = String::new();
+    render_cluster(&mut s, plan);
+    render_vms(&mut s, plan);
+    render_components(&mut s, plan);
+    for r in &plan.roles {
+        render_role(&mut s, r);
+    }
+    s
+}
+
+// Writing to a String cannot fail: the render functions ignore `writeln!`'s Ok.
+
+fn render_cluster(s: &mut String, plan: &Plan) {
     let c = &plan.cluster;
     let _ = writeln!(
         s,
@@ -377,11 +397,10 @@ pub fn render_text(plan: &Plan) -> String {
         c.addressing,
         c.cni
     );
-    let _ = writeln!(
-        s,
-        "
-VMs:"
-    );
+}
+
+fn render_vms(s: &mut String, plan: &Plan) {
+    let _ = writeln!(s, "\nVMs:");
     let _ = writeln!(
         s,
         "  {:<10} {:>3}  {:<8} {:<17}  {:<15}  {:<13}  taints",
@@ -411,12 +430,10 @@ VMs:"
             }
         );
     }
-    let _ = writeln!(
-        s,
-        "
-components ({}):",
-        plan.arch
-    );
+}
+
+fn render_components(s: &mut String, plan: &Plan) {
+    let _ = writeln!(s, "\ncomponents ({}):", plan.arch);
     for a in plan.artifacts.iter().chain(&plan.pinned_only) {
         let note = if plan.pinned_only.contains(a) {
             "  (pinned, not installed yet)"
@@ -425,61 +442,53 @@ components ({}):",
         };
         let _ = writeln!(
             s,
-            "  {} {}{}
-    {}
-    {}",
+            "  {} {}{}\n    {}\n    {}",
             a.component, a.version, note, a.url, a.digest
         );
     }
-    for r in &plan.roles {
+}
+
+fn render_role(s: &mut String, r: &RolePlan) {
+    let _ = writeln!(s, "\nrole {} ({}):", r.role, r.vms.join(", "));
+    if r.installs.is_empty() && r.configs.is_empty() {
+        let _ = writeln!(s, "  host name, network and SSH keys only");
+        return;
+    }
+    for i in &r.installs {
+        let from = match &i.source {
+            Source::Whole => String::new(),
+            Source::Member { path } => format!(":{path}"),
+            Source::Dir { path } => format!(":{}/*", if path.is_empty() { "." } else { path }),
+        };
         let _ = writeln!(
             s,
-            "
-role {} ({}):",
-            r.role,
-            r.vms.join(", ")
-        );
-        if r.installs.is_empty() && r.configs.is_empty() {
-            let _ = writeln!(s, "  host name, network and SSH keys only");
-            continue;
-        }
-        for i in &r.installs {
-            let from = match &i.source {
-                Source::Whole => String::new(),
-                Source::Member { path } => format!(":{path}"),
-                Source::Dir { path } => format!(":{}/*", if path.is_empty() { "." } else { path }),
-            };
-            let _ = writeln!(
-                s,
-                "  {:04o} {:<40} <- {}{}",
-                i.mode,
-                if matches!(i.source, Source::Dir { .. }) {
-                    format!("{}/*", i.dest)
-                } else {
-                    i.dest.clone()
-                },
-                i.component,
-                from
-            );
-        }
-        for f in &r.configs {
-            let _ = writeln!(
-                s,
-                "  {:04o} {:<40} <- {}{}",
-                f.mode,
-                f.path,
-                f.source,
-                if f.secret { " (secret)" } else { "" }
-            );
-        }
-        let _ = writeln!(
-            s,
-            "  services: {}; kernel modules: {}",
-            r.services.join(", "),
-            r.kernel_modules.join(", ")
+            "  {:04o} {:<40} <- {}{}",
+            i.mode,
+            if matches!(i.source, Source::Dir { .. }) {
+                format!("{}/*", i.dest)
+            } else {
+                i.dest.clone()
+            },
+            i.component,
+            from
         );
     }
-    s
+    for f in &r.configs {
+        let _ = writeln!(
+            s,
+            "  {:04o} {:<40} <- {}{}",
+            f.mode,
+            f.path,
+            f.source,
+            if f.secret { " (secret)" } else { "" }
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  services: {}; kernel modules: {}",
+        r.services.join(", "),
+        r.kernel_modules.join(", ")
+    );
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use serde_saphyr::LitString;
 use crate::digest::sha256_bytes;
 use crate::payload::RolePayload;
 use crate::pki::Pki;
-use crate::plan::{ConfigFile, Plan, RolePlan, VmPlan};
+use crate::plan::{ConfigFile, Plan, VmPlan};
 use crate::profile::{Addressing, Role};
 
 /// Where the first-boot script lands; runcmd runs it and nothing else.
@@ -137,7 +137,6 @@ pub struct NodeFile {
 
 /// The seed of one VM.
 pub struct Seed {
-    pub vm: String,
     pub user_data: String,
     pub meta_data: String,
     pub network_config: String,
@@ -248,7 +247,7 @@ pub fn render(inputs: &SeedInputs, vm: &VmPlan) -> anyhow::Result<Seed> {
     let mut files = Vec::new();
     let mut write_files = Vec::new();
     for cf in &role.configs {
-        let content = config_content(inputs, role, cf, vm, &ctx)?;
+        let content = config_content(inputs, cf, vm, &ctx)?;
         push_file(
             &mut files,
             &mut write_files,
@@ -303,7 +302,6 @@ pub fn render(inputs: &SeedInputs, vm: &VmPlan) -> anyhow::Result<Seed> {
     .context("serializing meta-data")?;
 
     Ok(Seed {
-        vm: vm.name.clone(),
         user_data,
         meta_data,
         network_config,
@@ -335,9 +333,9 @@ fn push_file(
     });
 }
 
+/// The content of one config file: a credential from the PKI or a rendered template.
 fn config_content(
     inputs: &SeedInputs,
-    _role: &RolePlan,
     cf: &ConfigFile,
     vm: &VmPlan,
     ctx: &minijinja::Value,
@@ -404,7 +402,7 @@ mod tests {
     #[test]
     fn unknown_override_template_is_an_error() {
         let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(tmp.path().join("kublet.service.j2"), "x").unwrap();
+        fs_err::write(tmp.path().join("kublet.service.j2"), "x").unwrap();
         let dir = Utf8Path::from_path(tmp.path()).unwrap();
         let err = Templates::load(Some(dir)).err().unwrap().to_string();
         assert!(err.contains("unknown template kublet.service.j2"), "{err}");
@@ -413,7 +411,7 @@ mod tests {
     #[test]
     fn strict_undefined() {
         let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(tmp.path().join("sysctl.conf.j2"), "{{ nope }}").unwrap();
+        fs_err::write(tmp.path().join("sysctl.conf.j2"), "{{ nope }}").unwrap();
         let t = Templates::load(Some(Utf8Path::from_path(tmp.path()).unwrap())).unwrap();
         let err = t
             .render("sysctl.conf", &minijinja::context! {})

@@ -142,6 +142,40 @@ fn rebuild_reuses_and_is_byte_identical() {
 }
 
 #[test]
+fn a_stage_failure_names_the_role_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = mirror::build(tmp.path(), "amd64", &|p| p);
+    let out = tmp.path().join("out");
+    // newc cpio headers hold 32-bit mtimes: the stage refuses this one.
+    let o = imagegen()
+        .env("SOURCE_DATE_EPOCH", "5000000000")
+        .args(["build", "--arch", "amd64", "--quiet", "--profile"])
+        .arg(&m.profile)
+        .arg("--out")
+        .arg(&out)
+        .arg("--cache")
+        .arg(tmp.path().join("cache"))
+        .arg("--mirror")
+        .arg(m.file_url())
+        .args(["--pki", "tests/fixtures/pki"])
+        .args(["--ssh-key", "tests/fixtures/ssh/id_ed25519.pub"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("error: staging the overlay of role `control`: "),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("staging").count(),
+        1,
+        "context given twice: {err}"
+    );
+    assert!(!out.join("amd64").exists(), "nothing written");
+}
+
+#[test]
 fn shared_payload_writes_one_iso_per_role() {
     let t = Test::new();
     let m = mirror::build(t.temp(), "amd64", &|p| p);

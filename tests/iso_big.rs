@@ -40,6 +40,7 @@ fn three_gib_sparse_file_streams_with_small_rss() {
         &IsoOptions {
             volume_id: "cidata".into(),
             timestamp: 0,
+            mode: 0o644,
         },
         &files,
     )
@@ -108,6 +109,7 @@ fn four_gib_file_is_a_clear_error_and_writes_nothing() {
         &IsoOptions {
             volume_id: "cidata".into(),
             timestamp: 0,
+            mode: 0o644,
         },
         &files,
     )

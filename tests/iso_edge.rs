@@ -10,6 +10,7 @@ fn opts(ts: i64) -> IsoOptions {
     IsoOptions {
         volume_id: "cidata".into(),
         timestamp: ts,
+        mode: 0o644,
     }
 }
 
@@ -90,6 +91,7 @@ fn custom_volume_id() {
     let o = IsoOptions {
         volume_id: "CIDATA".into(),
         timestamp: 0,
+        mode: 0o644,
     };
     write_iso(&iso, &o, &files).unwrap();
     check_all(&iso, "CIDATA", &files);

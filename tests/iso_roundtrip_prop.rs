@@ -35,7 +35,7 @@ proptest! {
             .map(|(i, (n, size, mode))| bytes(n, &pattern(*size, i as u64), *mode))
             .collect();
         let iso = dir.path().join("p.iso");
-        write_iso(&iso, &IsoOptions { volume_id: "cidata".into(), timestamp: ts }, &files).unwrap();
+        write_iso(&iso, &IsoOptions { volume_id: "cidata".into(), timestamp: ts, mode: 0o644 }, &files).unwrap();
         check_isovfy(&iso);
         check_isoinfo_plain(&iso, &files);
         check_bsdtar_extract(&iso, &files);

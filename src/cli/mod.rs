@@ -1,19 +1,20 @@
-//! Command-line parsing and dispatch. Everything here is argument handling and printing; the
-//! work happens in the stage modules.
+//! The command line: clap definitions and dispatch (here), one function per command
+//! (`commands`), what the CLI reads besides its arguments (`inputs`: SSH keys,
+//! `SOURCE_DATE_EPOCH`, the cache directory) and how it prints (`output`). The work happens in
+//! the stage modules.
 
-use std::io::Write as _;
+mod commands;
+mod inputs;
+mod output;
+
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use camino::Utf8PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::build::{self, BuildOptions};
-use crate::iso::{self, IsoData, IsoFile, IsoOptions};
 use crate::payload::PayloadKind;
-use crate::plan;
-use crate::profile::{self, Arch};
-use crate::resolve::{self, Origin, Progress, ResolveOptions};
+use crate::profile::Arch;
+use crate::resolve::{Progress, ResolveOptions};
 
 #[derive(Parser)]
 #[command(
@@ -175,11 +176,7 @@ struct ResolveArgs {
 
 impl ResolveArgs {
     fn options(&self, common: &Common) -> anyhow::Result<ResolveOptions> {
-        let cache = match &self.cache {
-            Some(c) => c.clone().into_std_path_buf(),
-            None => resolve::default_cache_dir()?,
-        };
-        let mut o = ResolveOptions::new(cache);
+        let mut o = ResolveOptions::new(inputs::cache_dir(self.cache.as_deref())?);
         o.mirrors = self.mirrors.clone();
         o.offline = self.offline;
         o.jobs = self.jobs.max(1);
@@ -259,6 +256,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // The reader of our output went away (`imagegen plan | head -1`): it has what it wanted.
+        Err(e) if output::is_stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
@@ -268,190 +267,17 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Build(a) => {
-            let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-            let (ssh_keys, warning) = build::ssh_keys(&a.ssh_keys, home.as_deref())?;
-            if let Some(w) = warning {
-                eprintln!("warning: {w}");
-            }
-            let resolve = a.resolve.options(&a.common)?;
-            let opts = BuildOptions {
-                profile: a.common.profile,
-                arch: a.common.arch.into(),
-                out: a.out.clone(),
-                pki: a.pki,
-                templates: a.templates,
-                ssh_keys,
-                payload: a.payload.into(),
-                iso: !a.no_iso,
-                resolve,
-                epoch: build::epoch_from_env()?,
-            };
-            let report = build::build(&opts)?;
-            println!("{}", build::summary(&report, &a.out));
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Plan(a) => {
-            let prof = profile::load(a.common.profile.as_deref())?;
-            let plan = plan::plan(&prof, a.common.arch.into())?;
-            let mut stdout = std::io::stdout().lock();
-            if a.json {
-                serde_json::to_writer_pretty(&mut stdout, &plan)?;
-                writeln!(stdout)?;
-            } else {
-                write!(stdout, "{}", plan::render_text(&plan))?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Fetch(a) => {
-            let opts = a.resolve.options(&a.common)?;
-            let prof = profile::load(a.common.profile.as_deref())?;
-            let plan = plan::plan(&prof, a.common.arch.into())?;
-            let mut all = plan.artifacts.clone();
-            all.extend(plan.pinned_only.iter().cloned());
-            let resolved = resolve::resolve(&all, &opts)?;
-            let downloaded = resolved
-                .iter()
-                .filter(|r| !matches!(r.origin, Origin::Cache))
-                .count();
-            println!(
-                "{} artifacts for {} verified in {} ({downloaded} downloaded, {} already cached)",
-                resolved.len(),
-                plan.arch,
-                opts.cache_dir.display(),
-                resolved.len() - downloaded
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Build(a) => commands::build(a),
+        Command::Plan(a) => commands::plan(&a),
+        Command::Fetch(a) => commands::fetch(&a),
         Command::Cache(CacheCommand::Import {
             files,
-            profile: p,
+            profile,
             cache,
-        }) => {
-            let prof = profile::load(p.as_deref())?;
-            let pins = plan::all_artifacts(&prof);
-            let cache = match cache {
-                Some(c) => c.into_std_path_buf(),
-                None => resolve::default_cache_dir()?,
-            };
-            let files: Vec<std::path::PathBuf> =
-                files.into_iter().map(|f| f.into_std_path_buf()).collect();
-            let imported = resolve::import_files(&cache, &files, &pins)?;
-            for (path, a) in &imported {
-                println!(
-                    "imported {} as {} {} ({})",
-                    path.display(),
-                    a.component,
-                    a.version,
-                    a.digest
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Cache(CacheCommand::Dir { cache }) => {
-            let dir = match cache {
-                Some(c) => c.into_std_path_buf(),
-                None => resolve::default_cache_dir()?,
-            };
-            println!("{}", dir.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::SeedIso(a) => {
-            seed_iso(&a)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Profile(ProfileCommand::Check { file }) => match profile::load(Some(&file)) {
-            Ok(p) => {
-                println!(
-                    "{file}: ok ({} nodes, {} components)",
-                    p.nodes.len(),
-                    p.components.len()
-                );
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                eprint!("{e}");
-                if !e.to_string().ends_with('\n') {
-                    eprintln!();
-                }
-                Ok(ExitCode::from(1))
-            }
-        },
-        Command::Profile(ProfileCommand::Show) => {
-            std::io::stdout()
-                .write_all(profile::BUILTIN_YAML.as_bytes())
-                .context("writing to stdout")?;
-            Ok(ExitCode::SUCCESS)
-        }
+        }) => commands::cache_import(&files, profile.as_deref(), cache.as_deref()),
+        Command::Cache(CacheCommand::Dir { cache }) => commands::cache_dir(cache.as_deref()),
+        Command::SeedIso(a) => commands::seed_iso(&a),
+        Command::Profile(ProfileCommand::Check { file }) => commands::profile_check(&file),
+        Command::Profile(ProfileCommand::Show) => commands::profile_show(),
     }
-}
-
-fn seed_iso(a: &SeedIsoArgs) -> anyhow::Result<()> {
-    let mut files = Vec::new();
-    let named = [
-        ("user-data", &a.user_data),
-        ("meta-data", &a.meta_data),
-        ("network-config", &a.network_config),
-        ("vendor-data", &a.vendor_data),
-    ];
-    for (name, path) in named {
-        if let Some(p) = path {
-            files.push(iso_input(p, Some(name))?);
-        }
-    }
-    for p in &a.files {
-        files.push(iso_input(p, None)?);
-    }
-    if files.is_empty() {
-        anyhow::bail!("nothing to write: give --user-data/--meta-data or files");
-    }
-    if a.volid.eq_ignore_ascii_case("cidata") && !files.iter().any(|f| f.name == "user-data") {
-        eprintln!("warning: a cidata seed without user-data is not used by cloud-init");
-    }
-    let timestamp =
-        i64::try_from(build::epoch_from_env()?).context("SOURCE_DATE_EPOCH is too large")?;
-    iso::write_iso(
-        a.output.as_std_path(),
-        &IsoOptions {
-            volume_id: a.volid.clone(),
-            timestamp,
-        },
-        &files,
-    )
-    .with_context(|| format!("writing {}", a.output))?;
-    // An image holding a private input (user-data with keys) is as private as that input.
-    if files.iter().any(|f| f.mode == 0o600) {
-        use std::os::unix::fs::PermissionsExt as _;
-        fs_err::set_permissions(
-            a.output.as_std_path(),
-            std::fs::Permissions::from_mode(0o600),
-        )?;
-    }
-    Ok(())
-}
-
-fn iso_input(p: &Utf8PathBuf, name: Option<&str>) -> anyhow::Result<IsoFile> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let meta = fs_err::metadata(p.as_std_path())?;
-    if !meta.is_file() {
-        anyhow::bail!("{p}: expected a regular file");
-    }
-    let name = match name {
-        Some(n) => n.to_string(),
-        None => p
-            .file_name()
-            .with_context(|| format!("{p}: no file name"))?
-            .to_string(),
-    };
-    Ok(IsoFile {
-        name,
-        data: IsoData::Path(p.clone().into_std_path_buf()),
-        // Two modes only, so the image depends on names and contents, not on the umask that
-        // made the inputs; a file others cannot read (user-data with keys) stays private.
-        mode: if meta.permissions().mode() & 0o044 == 0 {
-            0o600
-        } else {
-            0o644
-        },
-    })
 }

@@ -1,0 +1,193 @@
+//! The `components` section: each pinned component has a version, an http(s) URL template
+//! with known placeholders only, and a well-formed digest per known architecture; the CNI
+//! plugins are there when the cluster needs them.
+
+use std::collections::BTreeMap;
+
+use super::Checker;
+use crate::digest::Digest;
+use crate::profile::file::{ComponentsFile, S};
+use crate::profile::{Arch, Cni, Component, ComponentKey, URL_PLACEHOLDERS};
+
+/// The checked components, in profile order, and the CNI spec version when the CNI plugins are
+/// pinned.
+pub(super) struct Components {
+    pub list: Vec<Component>,
+    pub cni_spec_version: Option<String>,
+}
+
+pub(super) fn check(c: &mut Checker, cp: &ComponentsFile, cni: Cni) -> Components {
+    let mut list = Vec::new();
+    for (key, f) in [
+        (ComponentKey::Containerd, &cp.containerd),
+        (ComponentKey::Runc, &cp.runc),
+        (ComponentKey::Crictl, &cp.crictl),
+    ] {
+        list.push(component(c, key, &f.version, &f.url, &f.digests));
+    }
+    let mut cni_spec_version = None;
+    if let Some(f) = &cp.cni_plugins {
+        list.push(component(
+            c,
+            ComponentKey::CniPlugins,
+            &f.version,
+            &f.url,
+            &f.digests,
+        ));
+        check_spec_version(c, &f.spec_version);
+        cni_spec_version = Some(f.spec_version.value.clone());
+    } else if cni == Cni::Bridge {
+        c.unplaced(
+            "components.cni-plugins",
+            "required when cluster.cni is bridge (set cluster.cni: cilium to go without)",
+        );
+    }
+    let node = &cp.kubernetes_node;
+    list.push(component(
+        c,
+        ComponentKey::KubernetesNode,
+        &node.version,
+        &node.url,
+        &node.digests,
+    ));
+    if let Some(f) = &cp.etcd {
+        list.push(component(
+            c,
+            ComponentKey::Etcd,
+            &f.version,
+            &f.url,
+            &f.digests,
+        ));
+    }
+    Components {
+        list,
+        cni_spec_version,
+    }
+}
+
+/// One component, with the digests that parsed (the others are recorded as problems).
+fn component(
+    c: &mut Checker,
+    key: ComponentKey,
+    version: &S<String>,
+    url: &S<String>,
+    digests: &BTreeMap<String, S<String>>,
+) -> Component {
+    let base = format!("components.{key}");
+    check_version(c, version, &format!("{base}.version"));
+    check_url_template(c, url, &format!("{base}.url"));
+    let mut pinned = BTreeMap::new();
+    for (arch, d) in digests {
+        let arch_key = match arch.as_str() {
+            "arm64" => Arch::Arm64,
+            "amd64" => Arch::Amd64,
+            other => {
+                c.at(
+                    d,
+                    format!("{base}.digests.{other}"),
+                    format!("unknown architecture `{other}` (expected arm64 or amd64)"),
+                );
+                continue;
+            }
+        };
+        match Digest::parse(&d.value) {
+            Ok(dg) => {
+                pinned.insert(arch_key, dg);
+            }
+            Err(e) => c.at(d, format!("{base}.digests.{arch}"), e),
+        }
+    }
+    if digests.is_empty() {
+        c.at(
+            url,
+            format!("{base}.digests"),
+            "expected a digest for at least one architecture",
+        );
+    }
+    Component {
+        key,
+        version: version.value.clone(),
+        url_template: url.value.clone(),
+        digests: pinned,
+    }
+}
+
+fn check_version(c: &mut Checker, version: &S<String>, key: &str) {
+    let v = &version.value;
+    let ok = v.starts_with(|ch: char| ch.is_ascii_digit())
+        && v.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ".-+_".contains(ch));
+    if !ok {
+        c.at(
+            version,
+            key,
+            format!("expected a version like 1.7.20, got `{v}`"),
+        );
+    }
+}
+
+fn check_spec_version(c: &mut Checker, sv: &S<String>) {
+    let ok = sv.value.split('.').count() == 3
+        && sv
+            .value
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|ch| ch.is_ascii_digit()));
+    if !ok {
+        c.at(
+            sv,
+            "components.cni-plugins.spec_version",
+            format!("expected a CNI spec version like 1.0.0, got `{}`", sv.value),
+        );
+    }
+}
+
+fn check_url_template(c: &mut Checker, url: &S<String>, key: &str) {
+    let u = &url.value;
+    if !(u.starts_with("https://") || u.starts_with("http://")) {
+        c.at(
+            url,
+            key,
+            format!("expected an http(s) URL template, got `{u}`"),
+        );
+        return;
+    }
+    if u.chars()
+        .any(|ch| ch.is_whitespace() || "\"'`$\\<>|;&".contains(ch))
+    {
+        c.at(
+            url,
+            key,
+            "URL contains a character that is not allowed (whitespace, quotes, `$`, `\\`, `<>|;&`)",
+        );
+    }
+    let mut rest = u.as_str();
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            c.at(url, key, "unclosed `{` in URL template");
+            return;
+        };
+        let name = &after[..close];
+        if !URL_PLACEHOLDERS.contains(&name) {
+            c.at(
+                url,
+                key,
+                format!(
+                    "unknown placeholder `{{{name}}}` (known: {})",
+                    URL_PLACEHOLDERS
+                        .iter()
+                        .map(|p| format!("{{{p}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        rest = &after[close + 1..];
+    }
+    if rest.contains('}') {
+        c.at(url, key, "unmatched `}` in URL template");
+    }
+    if u.ends_with('/') {
+        c.at(url, key, "URL must name a file, not end with `/`");
+    }
+}

@@ -1,0 +1,147 @@
+//! The second parsing pass: the meaning of a well-formed profile file. Each section (cluster,
+//! nodes, components) is checked in its own file; every problem is recorded, with the location
+//! of its value, and reported together, so one run of `profile check` shows them all.
+
+mod cluster;
+mod components;
+mod nodes;
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde_saphyr::Spanned;
+
+use super::error::{Problem, ProfileError};
+use super::file::{ProfileFile, S};
+use super::Profile;
+
+/// Collects problems; the section checks add to it and carry on.
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    /// A problem at the value `span`.
+    fn at<T>(&mut self, span: &Spanned<T>, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            line: span.referenced.line(),
+            column: span.referenced.column(),
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    /// A problem with no single place in the file (e.g. a count, a missing section).
+    fn unplaced(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            line: 0,
+            column: 0,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn ip(&mut self, v: &S<String>, key: &str) -> Option<Ipv4Addr> {
+        match v.value.parse::<Ipv4Addr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.at(
+                    v,
+                    key,
+                    format!(
+                        "expected an IPv4 address like 192.168.1.10, got `{}`",
+                        v.value
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn net(&mut self, v: &S<String>, key: &str) -> Option<Ipv4Net> {
+        match v.value.parse::<Ipv4Net>() {
+            Ok(n) if n.network() == n.addr() => Some(n),
+            Ok(n) => {
+                self.at(
+                    v,
+                    key,
+                    format!(
+                        "`{}` has host bits set; the network is {}",
+                        v.value,
+                        n.trunc()
+                    ),
+                );
+                None
+            }
+            Err(_) => {
+                self.at(
+                    v,
+                    key,
+                    format!("expected an IPv4 CIDR like 10.0.0.0/12, got `{}`", v.value),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Checks every section of `raw` and builds the model, or returns every problem found, sorted
+/// by position (problems without one last).
+pub(super) fn validate(raw: ProfileFile, file: &str) -> Result<Profile, ProfileError> {
+    let mut c = Checker::default();
+    if raw.name.value.trim().is_empty() {
+        c.at(&raw.name, "name", "must not be empty");
+    }
+    let ranges = cluster::check(&mut c, &raw.cluster);
+    let nodes = nodes::check(&mut c, &raw.nodes, &ranges);
+    let components = components::check(&mut c, &raw.components, raw.cluster.cni);
+
+    let cluster = ranges.into_cluster(&raw.cluster, components.cni_spec_version);
+    match cluster {
+        Some(cluster) if c.problems.is_empty() => Ok(Profile {
+            name: raw.name.value,
+            source: file.to_string(),
+            cluster,
+            nodes,
+            components: components.list,
+        }),
+        _ => {
+            // Every range is known when no problem was recorded; this is a safety net.
+            if c.problems.is_empty() {
+                c.unplaced("", "internal error: a validated value is missing");
+            }
+            c.problems.sort_by_key(|p| (p.line == 0, p.line, p.column));
+            Err(ProfileError {
+                file: file.to_string(),
+                problems: c.problems,
+            })
+        }
+    }
+}
+
+/// RFC 1123 host name (labels of letters, digits and '-').
+fn is_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames() {
+        assert!(is_hostname("worker0"));
+        assert!(!is_hostname("-bad"));
+        assert!(!is_hostname("under_score"));
+        assert!(!is_hostname(&"a".repeat(64)));
+    }
+}

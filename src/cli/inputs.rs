@@ -26,10 +26,7 @@ pub(super) fn epoch_from_env() -> anyhow::Result<u64> {
 /// `--cache DIR` when given, else the default cache directory (`$IMAGEGEN_CACHE`, then the XDG
 /// or platform cache directory).
 pub(super) fn cache_dir(flag: Option<&Utf8Path>) -> anyhow::Result<PathBuf> {
-    match flag {
-        Some(dir) => Ok(dir.as_std_path().to_path_buf()),
-        None => resolve::default_cache_dir(),
-    }
+    resolve::cache_dir(flag.map(Utf8Path::as_std_path))
 }
 
 /// Reads the public keys for `ssh_authorized_keys`: the given files, or the user's

@@ -178,7 +178,7 @@ pub fn cache_dir(explicit: Option<impl Into<PathBuf>>) -> Result<PathBuf> {
 
 /// `$IMAGEGEN_CACHE`, else `$XDG_CACHE_HOME/imagegen`, else `~/.cache/imagegen` (Linux) or
 /// `~/Library/Caches/imagegen` (macOS).
-pub fn default_cache_dir() -> Result<PathBuf> {
+fn default_cache_dir() -> Result<PathBuf> {
     cache_dir_from(
         std::env::var_os("IMAGEGEN_CACHE"),
         std::env::var_os("XDG_CACHE_HOME"),

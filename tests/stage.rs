@@ -11,12 +11,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Result;
-use flate2::{Compression, GzBuilder};
 use imagegen::digest::{hash_reader, sha256_bytes, Algo, Digest};
 use imagegen::fsutil;
 use imagegen::plan::{InstallRule, Source};
 use imagegen::stage::{pack_cpio_gz, stage_role, Overlay, StageRequest};
 use tempfile::TempDir;
+
+mod common;
+use common::archive::TarGz;
+use common::fs::files_under;
 
 const MTIME: u64 = 1_700_000_000;
 
@@ -39,45 +42,18 @@ fn content(label: &str, len: usize) -> Vec<u8> {
     data
 }
 
-/// Writes a .tar.gz with exactly these raw entry names (the tar crate's own path setters
-/// would normalize `./bridge` and refuse `../evil`, which the tests need as they are).
+/// Writes a .tar.gz with exactly these raw entry names, through the tests' one builder.
 fn targz(path: &Path, entries: &[(&str, Node)]) {
-    let file = fs_err::File::create(path).unwrap();
-    let gz = GzBuilder::new().mtime(0).write(file, Compression::new(6));
-    let mut builder = tar::Builder::new(gz);
+    let mut archive = TarGz::create(path);
     for (name, node) in entries {
-        let mut header = tar::Header::new_gnu();
-        header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
-        header.set_mtime(1_600_000_000);
-        header.set_uid(1000);
-        header.set_gid(1000);
-        header.set_mode(0o755);
-        header.set_size(0);
-        let data: &[u8] = match node {
-            Node::Dir => {
-                header.set_entry_type(tar::EntryType::Directory);
-                &[]
-            }
-            Node::File(data) => {
-                header.set_entry_type(tar::EntryType::Regular);
-                header.set_size(data.len() as u64);
-                data
-            }
-            Node::Symlink(target) => {
-                header.set_entry_type(tar::EntryType::Symlink);
-                header.set_link_name_literal(target).unwrap();
-                &[]
-            }
-            Node::Hardlink(target) => {
-                header.set_entry_type(tar::EntryType::Link);
-                header.set_link_name_literal(target).unwrap();
-                &[]
-            }
+        archive = match node {
+            Node::Dir => archive.dir(name),
+            Node::File(data) => archive.file(name, data),
+            Node::Symlink(target) => archive.symlink(name, target),
+            Node::Hardlink(target) => archive.hardlink(name, target),
         };
-        header.set_cksum();
-        builder.append(&header, data).unwrap();
     }
-    builder.into_inner().unwrap().finish().unwrap();
+    archive.finish();
 }
 
 fn file(label: &str, len: usize) -> Node {
@@ -303,18 +279,10 @@ fn mode_string(mode: u32) -> String {
 
 /// The tree holds exactly the manifest's files, with its modes, sizes and digests.
 fn check_tree(root: &Path, overlay: &Overlay) {
-    let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs_err::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                found.push(format!("/{}", p.strip_prefix(root).unwrap().display()));
-            }
-        }
-    }
+    let mut found: Vec<String> = files_under(root)
+        .iter()
+        .map(|p| format!("/{}", p.display()))
+        .collect();
     found.sort();
     let listed: Vec<_> = overlay.entries.iter().map(|e| e.path.clone()).collect();
     assert_eq!(found, listed);
@@ -994,20 +962,9 @@ fn large_member_is_streamed() {
     let mut inp = Inputs::new();
     let path = inp.cache("kubernetes-node-linux-arm64.tar.gz");
     {
-        let file = fs_err::File::create(&path).unwrap();
-        let mut builder = tar::Builder::new(GzBuilder::new().write(file, Compression::fast()));
-        let mut header = tar::Header::new_gnu();
-        header.set_size(SIZE);
-        header.set_mode(0o755);
-        header.set_entry_type(tar::EntryType::Regular);
-        builder
-            .append_data(
-                &mut header,
-                "kubernetes/node/bin/kubelet",
-                Pattern::new(SIZE),
-            )
-            .unwrap();
-        builder.into_inner().unwrap().finish().unwrap();
+        TarGz::create(&path)
+            .file_from("kubernetes/node/bin/kubelet", SIZE, Pattern::new(SIZE))
+            .finish();
     }
     inp.add("kubernetes-node", path);
     let expected = hash_reader(Algo::Sha256, Pattern::new(SIZE)).unwrap();

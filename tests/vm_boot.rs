@@ -11,11 +11,10 @@
 
 mod common;
 
+use common::http;
 use common::vm::{build_guest, node_path, script, text, vm_dir};
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Condvar, Mutex, OnceLock};
@@ -70,59 +69,12 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// A static file server on 127.0.0.1 (GET/HEAD, streamed from disk). Its threads die with the
-/// test process, so nothing outlives the run.
+/// The mirror over HTTP on 127.0.0.1, streamed from disk by the tests' one server. It lives as
+/// long as the test process (the fixture is shared by every case).
 fn serve(root: PathBuf) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let root = root.clone();
-            std::thread::spawn(move || {
-                let _ = answer(stream, &root);
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
-fn answer(stream: TcpStream, root: &Path) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
-            break;
-        }
-    }
-    let mut parts = request.split_whitespace();
-    let method = parts.next().unwrap_or("");
-    let target = parts.next().unwrap_or("").split('?').next().unwrap_or("");
-    let rel = target.trim_start_matches('/');
-    let safe = !rel.split('/').any(|c| c == ".." || c.is_empty());
-    let file = fs_err::File::open(root.join(rel))
-        .and_then(|f| f.metadata().map(|m| (f, m)))
-        .ok()
-        .filter(|(_, m)| m.is_file() && safe && (method == "GET" || method == "HEAD"));
-    let mut w = stream;
-    match file {
-        Some((mut f, m)) => {
-            write!(
-                w,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
-                m.len()
-            )?;
-            if method == "GET" {
-                std::io::copy(&mut f, &mut w)?;
-            }
-        }
-        None => write!(
-            w,
-            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )?,
-    }
-    w.flush()
+    let server: &'static http::TestServer = Box::leak(Box::new(http::TestServer::start()));
+    server.add_dir("/", &root);
+    server.base()
 }
 
 /// At most this many VMs at once (2 cores): `IMAGEGEN_VM_JOBS`, default 2.

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -28,13 +29,19 @@ pub enum Body {
         len: u64,
         seed: u64,
     },
+    /// A file on disk, read at each offset while sending (a whole release mirror can be served
+    /// without holding it in memory).
+    File {
+        path: Arc<PathBuf>,
+        len: u64,
+    },
 }
 
 impl Body {
     fn len(&self) -> u64 {
         match self {
             Body::Bytes(b) => b.len() as u64,
-            Body::Generated { len, .. } => *len,
+            Body::Generated { len, .. } | Body::File { len, .. } => *len,
         }
     }
 
@@ -45,6 +52,12 @@ impl Body {
                 buf.copy_from_slice(&b[start..start + buf.len()]);
             }
             Body::Generated { seed, .. } => fill_generated(*seed, offset, buf),
+            Body::File { path, .. } => {
+                use std::os::unix::fs::FileExt as _;
+                fs_err::File::open(path.as_path())
+                    .and_then(|f| f.file().read_exact_at(buf, offset))
+                    .unwrap_or_else(|e| panic!("serving {}: {e}", path.display()));
+            }
         }
     }
 }
@@ -178,6 +191,24 @@ impl TestServer {
                 dropped_partial: false,
             },
         );
+    }
+
+    /// Serves every file under `root` at `prefix` + its relative path (e.g. a release mirror
+    /// in the upstream layout at `/`).
+    pub fn add_dir(&self, prefix: &str, root: &Path) {
+        for rel in super::fs::files_under(root) {
+            let path = root.join(&rel);
+            let len = fs_err::metadata(&path).unwrap().len();
+            let url = format!("{}/{}", prefix.trim_end_matches('/'), rel.display());
+            self.add_body(
+                &url,
+                Body::File {
+                    path: Arc::new(path),
+                    len,
+                },
+                Behaviour::default(),
+            );
+        }
     }
 
     /// Every request so far, in arrival order.

@@ -360,7 +360,10 @@ mod tests {
         assert_ne!(control.installs, worker.installs, "two packs");
         for b in ["etcd", "etcdctl", "etcdutl", "kube-apiserver", "kubectl"] {
             assert!(
-                control.installs.iter().any(|i| i.dest == format!("/usr/local/bin/{b}")),
+                control
+                    .installs
+                    .iter()
+                    .any(|i| i.dest == format!("/usr/local/bin/{b}")),
                 "{b}"
             );
         }
@@ -368,7 +371,10 @@ mod tests {
             == Source::Member {
                 path: "etcd-v3.5.15-linux-arm64/etcdutl".into()
             }));
-        let names: Vec<&str> = control.services_of("control0").map(|s| s.name.as_str()).collect();
+        let names: Vec<&str> = control
+            .services_of("control0")
+            .map(|s| s.name.as_str())
+            .collect();
         assert_eq!(
             names,
             [
@@ -382,9 +388,15 @@ mod tests {
                 "imagegen-bootstrap-cluster"
             ]
         );
-        assert!(!control.services_of("control1").any(|s| s.name == "imagegen-bootstrap-cluster"));
-        assert!(control.configs_of("control0").any(|c| c.path.contains("kubelet-access-rbac")));
-        assert!(!control.configs_of("control2").any(|c| c.path.contains("kubelet-access-rbac")));
+        assert!(!control
+            .services_of("control1")
+            .any(|s| s.name == "imagegen-bootstrap-cluster"));
+        assert!(control
+            .configs_of("control0")
+            .any(|c| c.path.contains("kubelet-access-rbac")));
+        assert!(!control
+            .configs_of("control2")
+            .any(|c| c.path.contains("kubelet-access-rbac")));
         assert_eq!(
             control.directories,
             [Directory {

@@ -139,11 +139,7 @@ fn render_role(s: &mut String, r: &RolePlan) {
         if f.after_packages {
             notes.push_str(" (after the packages)");
         }
-        let _ = writeln!(
-            s,
-            "  {:04o} {:<40} <- {}{notes}",
-            f.mode, f.path, f.source
-        );
+        let _ = writeln!(s, "  {:04o} {:<40} <- {}{notes}", f.mode, f.path, f.source);
     }
     for d in &r.directories {
         let _ = writeln!(s, "  {:04o} {}/ (directory)", d.mode, d.path);

@@ -6,7 +6,7 @@
 use anyhow::{bail, Context as _};
 use camino::Utf8Path;
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SanType,
 };
 
@@ -78,6 +78,12 @@ pub(crate) fn load_or_issue(
         ExtendedKeyUsagePurpose::ClientAuth,
         ExtendedKeyUsagePurpose::ServerAuth,
     ];
+    // CA:FALSE with the certificate's own key identifier, and the CA's key identifier: as
+    // cfssl writes them. Without the two identifiers OpenSSL (ldirectord's health check,
+    // `openssl verify`) takes `CN=kubernetes,O=Kubernetes` for self-issued, since it compares
+    // names case-insensitively and the CA is `CN=Kubernetes,O=Kubernetes`.
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.use_authority_key_identifier_extension = true;
     validity(&mut params, LEAF_YEARS);
     let cert = params
         .signed_by(&key, &ca.issuer)

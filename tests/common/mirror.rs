@@ -69,7 +69,7 @@ pub fn build(dir: &Path, arch: &str, edit: &dyn Fn(String) -> String) -> Mirror 
         .file(&format!("{etcd_dir}/etcd"), exe("etcd"))
         .file(&format!("{etcd_dir}/etcdctl"), exe("etcdctl"))
         .file(&format!("{etcd_dir}/etcdutl"), exe("etcdutl"))
-        .file(&format!("{etcd_dir}/README.md"), b"etcd\n".to_vec())
+        .file(&format!("{etcd_dir}/README.md"), b"etcd\n")
         .finish();
     let runc = exe("runc");
     let files: Vec<(String, Vec<u8>, &str, bool)> = vec![

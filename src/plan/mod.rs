@@ -20,6 +20,8 @@ use serde::Serialize;
 use crate::digest::Digest;
 use crate::profile::{self, Arch, Cluster, Cni, Component, ComponentKey, Profile, Role};
 
+pub use render::render_text;
+
 /// One pinned, downloadable file for one architecture.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Artifact {
@@ -320,8 +322,6 @@ fn artifact(c: &Component, arch: Arch, digest: &Digest) -> Artifact {
         digest: digest.clone(),
     }
 }
-
-pub use render::render_text;
 
 #[cfg(test)]
 mod tests {

@@ -207,20 +207,12 @@ fn api_endpoint(c: &mut Checker, cl: &ClusterFile) -> Option<(String, u16)> {
     let api = &cl.api_endpoint.value;
     let parsed = api.strip_prefix("https://").and_then(|rest| {
         let (host, port) = match rest.split_once(':') {
-            Some((h, p)) => {
-                let ok = !p.is_empty() && p.len() <= 5 && p.chars().all(|ch| ch.is_ascii_digit());
-                (
-                    h,
-                    if ok {
-                        p.parse::<u16>().ok().filter(|p| *p > 0)?
-                    } else {
-                        return None;
-                    },
-                )
-            }
+            Some((h, p)) if p.chars().all(|ch| ch.is_ascii_digit()) => (h, p.parse::<u16>().ok()?),
+            Some(_) => return None,
             None => (rest, 443),
         };
-        (is_hostname(host) || host.parse::<Ipv4Addr>().is_ok()).then(|| (host.to_string(), port))
+        let host_ok = is_hostname(host) || host.parse::<Ipv4Addr>().is_ok();
+        (host_ok && port > 0).then(|| (host.to_string(), port))
     });
     if parsed.is_none() {
         c.at(

@@ -11,7 +11,9 @@
 //! 5. `write_vm_seeds`: each VM's user-data, meta-data and network-config, its copy of the
 //!    overlay (embed) and its `seed.iso`;
 //! 6. `write_shared_payload_isos`: one payload ISO per role (shared);
-//! 7. `write_manifest`: `manifest.json`; then the staging directory is swapped in.
+//! 7. `write_cluster_files`: what the host needs beside the seeds: `cluster/` (the manifests
+//!    the first control node applies, for `kubectl apply`) and `host/admin.kubeconfig`;
+//! 8. `write_manifest`: `manifest.json`; then the staging directory is swapped in.
 //!
 //! Reuse: a packed overlay and an ISO whose inputs did not change are carried over from the
 //! previous `out/<arch>` as hard links (their stamps record the inputs), so a rebuild with no
@@ -73,7 +75,16 @@ struct Manifest<'a> {
     payload: PayloadKind,
     epoch: u64,
     overlays: Vec<ManifestOverlay>,
+    /// Files of `out/<arch>` besides the VM directories and the ISOs, path relative to it.
+    outputs: Vec<ManifestOutput>,
     vms: Vec<ManifestVm>,
+}
+
+#[derive(Serialize)]
+struct ManifestOutput {
+    path: String,
+    mode: String,
+    sha256: Digest,
 }
 
 #[derive(Serialize)]
@@ -125,7 +136,8 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     if let (PayloadKind::Shared, Some(isos)) = (opts.payload, isos.as_mut()) {
         write_shared_payload_isos(&overlays, isos)?;
     }
-    write_manifest(&plan, opts, &overlays, vms, staging.path())?;
+    let outputs = write_cluster_files(&seeds, staging.path())?;
+    write_manifest(&plan, opts, &overlays, outputs, vms, staging.path())?;
 
     let report = BuildReport {
         arch_dir: staging.arch_dir.clone(),
@@ -528,12 +540,39 @@ impl<'a> IsoWriter<'a> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Step 7: the manifest.
+// Step 7: files for the host.
+
+/// `cluster/kubelet-access-rbac.yaml` (when there are control nodes) and
+/// `host/admin.kubeconfig` (0600: it holds the admin key; server = the profile's API endpoint).
+fn write_cluster_files(seeds: &SeedInputs, staging: &Path) -> anyhow::Result<Vec<ManifestOutput>> {
+    let mut files = Vec::new();
+    if let Some(rbac) = seed::kubelet_access_rbac(seeds)? {
+        files.push(("cluster/kubelet-access-rbac.yaml", rbac, 0o644));
+    }
+    let admin = seeds
+        .pki
+        .kubeconfig(pki::ADMIN, &seeds.plan.cluster.api_endpoint)?;
+    files.push(("host/admin.kubeconfig", admin, 0o600));
+    let mut outputs = Vec::new();
+    for (path, data, mode) in files {
+        fsutil::write_new(&staging.join(path), data.as_bytes(), mode)?;
+        outputs.push(ManifestOutput {
+            path: path.to_string(),
+            mode: format!("{mode:04o}"),
+            sha256: sha256_bytes(data.as_bytes()),
+        });
+    }
+    Ok(outputs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step 8: the manifest.
 
 fn write_manifest(
     plan: &Plan,
     opts: &BuildOptions,
     overlays: &Overlays,
+    outputs: Vec<ManifestOutput>,
     vms: Vec<ManifestVm>,
     staging: &Path,
 ) -> anyhow::Result<()> {
@@ -551,6 +590,7 @@ fn write_manifest(
                 size: ov.archive_size,
             })
             .collect(),
+        outputs,
         vms,
     };
     let mut json = serde_json::to_string_pretty(&manifest)?;

@@ -8,11 +8,12 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use super::inputs::{self, epoch_from_env};
 use super::output::{print, println};
-use super::{BuildArgs, FetchArgs, PlanArgs, SeedIsoArgs};
+use super::{BuildArgs, FetchArgs, PkiArgs, PlanArgs, SeedIsoArgs};
 use crate::build::{self, BuildOptions, BuildReport};
 use crate::iso::{self, IsoData, IsoFile, IsoOptions};
+use crate::pki::{self, PkiMode};
 use crate::plan;
-use crate::profile::{self, ProfileError};
+use crate::profile::{self, Arch, ProfileError};
 use crate::resolve::{self, Origin};
 
 pub(super) fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
@@ -155,6 +156,32 @@ pub(super) fn profile_check(file: &Utf8Path) -> anyhow::Result<ExitCode> {
 
 pub(super) fn profile_show() -> anyhow::Result<ExitCode> {
     print(profile::BUILTIN_YAML)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Creates or completes OUT/pki and prints the names of the files it created (never their
+/// content).
+pub(super) fn pki(a: &PkiArgs) -> anyhow::Result<ExitCode> {
+    let prof = profile::load(a.profile.as_deref())?;
+    let plan = match a.arch {
+        Some(arch) => plan::plan(&prof, arch.into())?,
+        // The PKI does not depend on the architecture; any the profile pins completely will do.
+        None => match plan::plan(&prof, Arch::Amd64) {
+            Ok(p) => p,
+            Err(_) => plan::plan(&prof, Arch::Arm64)?,
+        },
+    };
+    let dir = a.out.join("pki");
+    let pki = pki::prepare(&dir, PkiMode::Managed, &plan)?;
+    let mut text = if pki.created.is_empty() {
+        format!("{dir}: complete, nothing created\n")
+    } else {
+        format!("{dir}: created {} files\n", pki.created.len())
+    };
+    for name in &pki.created {
+        text.push_str(&format!("  {name}\n"));
+    }
+    print(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -56,6 +56,24 @@ enum Command {
     /// Work with profiles
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Create or complete the cluster's PKI in OUT/pki (what build does when it has none)
+    #[command(
+        after_help = "Example:\n  imagegen pki                      # out/pki for the built-in profile\n  imagegen pki --profile profiles/my-cluster.yaml --out /tmp/seeds"
+    )]
+    Pki(PkiArgs),
+}
+
+#[derive(Args)]
+struct PkiArgs {
+    /// Profile file [default: the built-in kthw-1.31]
+    #[arg(long, value_name = "FILE")]
+    profile: Option<Utf8PathBuf>,
+    /// Output directory; the PKI goes to OUT/pki
+    #[arg(long, default_value = "out", value_name = "DIR")]
+    out: Utf8PathBuf,
+    /// Architecture to plan for [default: the first the profile pins completely]; the PKI is the same for both
+    #[arg(long, value_enum)]
+    arch: Option<ArchArg>,
 }
 
 #[derive(Subcommand)]
@@ -279,5 +297,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::SeedIso(a) => commands::seed_iso(&a),
         Command::Profile(ProfileCommand::Check { file }) => commands::profile_check(&file),
         Command::Profile(ProfileCommand::Show) => commands::profile_show(),
+        Command::Pki(a) => commands::pki(&a),
     }
 }

@@ -32,6 +32,8 @@ pub(super) struct ClusterFile {
     pub cluster_dns: S<String>,
     pub cluster_domain: S<String>,
     pub api_endpoint: S<String>,
+    pub api_vip: S<String>,
+    pub host_domain: S<String>,
     pub host_network: S<String>,
     pub gateway: S<String>,
     pub dns: S<Vec<String>>,
@@ -59,6 +61,8 @@ impl Default for ClusterFile {
             cluster_dns: s("10.32.0.10"),
             cluster_domain: s("cluster.local"),
             api_endpoint: s("https://kubernetes:6443"),
+            api_vip: s("192.168.1.21"),
+            host_domain: s("kubenet"),
             host_network: s("192.168.1.0/24"),
             gateway: s("192.168.1.1"),
             dns: unspanned(vec!["192.168.1.1".to_string()]),
@@ -88,6 +92,8 @@ pub(super) struct ComponentsFile {
     pub cni_plugins: Option<CniComponentFile>,
     #[serde(rename = "kubernetes-node")]
     pub kubernetes_node: ComponentFile,
+    #[serde(rename = "kubernetes-server")]
+    pub kubernetes_server: Option<ComponentFile>,
     pub etcd: Option<ComponentFile>,
 }
 

@@ -108,6 +108,8 @@ pub enum ComponentKey {
     CniPlugins,
     #[serde(rename = "kubernetes-node")]
     KubernetesNode,
+    #[serde(rename = "kubernetes-server")]
+    KubernetesServer,
     #[serde(rename = "etcd")]
     Etcd,
 }
@@ -120,6 +122,7 @@ impl ComponentKey {
             ComponentKey::Crictl => "crictl",
             ComponentKey::CniPlugins => "cni-plugins",
             ComponentKey::KubernetesNode => "kubernetes-node",
+            ComponentKey::KubernetesServer => "kubernetes-server",
             ComponentKey::Etcd => "etcd",
         }
     }
@@ -151,6 +154,14 @@ pub struct Cluster {
     pub cluster_dns: Ipv4Addr,
     pub cluster_domain: String,
     pub api_endpoint: String,
+    /// The host part of `api_endpoint`: a host name or an IPv4 address.
+    pub api_host: String,
+    /// The port of `api_endpoint` (443 when it names none): kube-apiserver's secure port.
+    pub api_port: u16,
+    /// The API load balancer's virtual IP: on the gateway's NIC and on every control node's `lo`.
+    pub api_vip: Ipv4Addr,
+    /// The DNS domain of the host network (the guide's `kubenet`): `<node>.<host_domain>`.
+    pub host_domain: String,
     pub host_network: Ipv4Net,
     pub gateway: Ipv4Addr,
     pub dns: Vec<Ipv4Addr>,
@@ -286,6 +297,26 @@ mod tests {
         for arch in [Arch::Arm64, Arch::Amd64] {
             assert!(p.unpinned_for(arch).is_empty());
         }
+        assert_eq!(p.cluster.api_vip.to_string(), "192.168.1.21");
+        assert_eq!(
+            (p.cluster.api_host.as_str(), p.cluster.api_port),
+            ("kubernetes", 6443)
+        );
+        assert_eq!(p.cluster.host_domain, "kubenet");
+        assert_eq!(
+            p.component(ComponentKey::KubernetesServer).unwrap().version,
+            p.component(ComponentKey::KubernetesNode).unwrap().version
+        );
+    }
+
+    #[test]
+    fn api_endpoint_without_a_port_is_443() {
+        let text = BUILTIN_YAML.replace("https://kubernetes:6443", "https://api.example");
+        let p = parse(&text, "p").unwrap();
+        assert_eq!(
+            (p.cluster.api_host.as_str(), p.cluster.api_port),
+            ("api.example", 443)
+        );
     }
 
     #[test]

@@ -47,8 +47,29 @@ pub fn build(dir: &Path, arch: &str, edit: &dyn Fn(String) -> String) -> Mirror 
         .file("kubernetes/node/bin/kube-proxy", exe("kube-proxy"))
         .file("kubernetes/node/bin/kubeadm", exe("kubeadm"))
         .finish();
+    let server = TarGz::new()
+        .file(
+            "kubernetes/server/bin/kube-apiserver",
+            exe("kube-apiserver"),
+        )
+        .file(
+            "kubernetes/server/bin/kube-controller-manager",
+            exe("kube-controller-manager"),
+        )
+        .file(
+            "kubernetes/server/bin/kube-scheduler",
+            exe("kube-scheduler"),
+        )
+        .file("kubernetes/server/bin/kubectl", exe("kubectl"))
+        .file("kubernetes/server/bin/kubeadm", exe("kubeadm"))
+        .finish();
+    // Like the real archive: the binaries and their READMEs under one directory.
+    let etcd_dir = format!("etcd-v3.5.15-linux-{arch}");
     let etcd = TarGz::new()
-        .file(&format!("etcd-v3.5.15-linux-{arch}/etcd"), exe("etcd"))
+        .file(&format!("{etcd_dir}/etcd"), exe("etcd"))
+        .file(&format!("{etcd_dir}/etcdctl"), exe("etcdctl"))
+        .file(&format!("{etcd_dir}/etcdutl"), exe("etcdutl"))
+        .file(&format!("{etcd_dir}/README.md"), b"etcd\n")
         .finish();
     let runc = exe("runc");
     let files: Vec<(String, Vec<u8>, &str, bool)> = vec![
@@ -57,6 +78,7 @@ pub fn build(dir: &Path, arch: &str, edit: &dyn Fn(String) -> String) -> Mirror 
         (format!("github.com/kubernetes-sigs/cri-tools/releases/download/v1.31.1/crictl-v1.31.1-linux-{arch}.tar.gz"), crictl, "crictl", false),
         (format!("github.com/containernetworking/plugins/releases/download/v1.5.1/cni-plugins-linux-{arch}-v1.5.1.tgz"), cni, "cni-plugins", false),
         (format!("dl.k8s.io/v1.31.0/kubernetes-node-linux-{arch}.tar.gz"), node, "kubernetes-node", true),
+        (format!("dl.k8s.io/v1.31.0/kubernetes-server-linux-{arch}.tar.gz"), server, "kubernetes-server", true),
         (format!("github.com/etcd-io/etcd/releases/download/v3.5.15/etcd-v3.5.15-linux-{arch}.tar.gz"), etcd, "etcd", false),
     ];
     let root = dir.join("mirror");

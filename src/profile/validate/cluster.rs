@@ -1,5 +1,6 @@
 //! The `cluster` section: addresses and ranges parse, fit inside each other and do not
-//! overlap; the domain and the API endpoint are well formed.
+//! overlap; the domains and the API endpoint are well formed; the API's virtual IP is a free
+//! host address of the host network.
 
 use std::net::Ipv4Addr;
 
@@ -17,6 +18,9 @@ pub(super) struct Ranges {
     pub host_network: Option<Ipv4Net>,
     pub cluster_dns: Option<Ipv4Addr>,
     pub gateway: Option<Ipv4Addr>,
+    pub api_vip: Option<Ipv4Addr>,
+    /// Host and port of `api_endpoint`.
+    pub api: Option<(String, u16)>,
     pub dns: Vec<Ipv4Addr>,
     pub node_pod_prefix: u8,
 }
@@ -28,6 +32,7 @@ impl Ranges {
         cl: &ClusterFile,
         cni_spec_version: Option<String>,
     ) -> Option<Cluster> {
+        let (api_host, api_port) = self.api?;
         Some(Cluster {
             pod_cidr: self.pod_cidr?,
             node_pod_prefix: self.node_pod_prefix,
@@ -35,6 +40,10 @@ impl Ranges {
             cluster_dns: self.cluster_dns?,
             cluster_domain: cl.cluster_domain.value.clone(),
             api_endpoint: cl.api_endpoint.value.clone(),
+            api_host,
+            api_port,
+            api_vip: self.api_vip?,
+            host_domain: cl.host_domain.value.clone(),
             host_network: self.host_network?,
             gateway: self.gateway?,
             dns: self.dns,
@@ -46,9 +55,11 @@ impl Ranges {
 }
 
 pub(super) fn check(c: &mut Checker, cl: &ClusterFile) -> Ranges {
-    let ranges = parse(c, cl);
+    let mut ranges = parse(c, cl);
     check_ranges(c, cl, &ranges);
+    check_vip(c, cl, &ranges);
     check_names(c, cl);
+    ranges.api = api_endpoint(c, cl);
     ranges
 }
 
@@ -58,6 +69,7 @@ fn parse(c: &mut Checker, cl: &ClusterFile) -> Ranges {
     let host_network = c.net(&cl.host_network, "cluster.host_network");
     let cluster_dns = c.ip(&cl.cluster_dns, "cluster.cluster_dns");
     let gateway = c.ip(&cl.gateway, "cluster.gateway");
+    let api_vip = c.ip(&cl.api_vip, "cluster.api_vip");
     let mut dns = Vec::new();
     for (i, d) in cl.dns.value.iter().enumerate() {
         match d.parse::<Ipv4Addr>() {
@@ -75,6 +87,8 @@ fn parse(c: &mut Checker, cl: &ClusterFile) -> Ranges {
         host_network,
         cluster_dns,
         gateway,
+        api_vip,
+        api: None,
         dns,
         node_pod_prefix: cl.node_pod_prefix.value,
     }
@@ -152,16 +166,60 @@ fn check_names(c: &mut Checker, cl: &ClusterFile) {
             ),
         );
     }
+    if !is_hostname(&cl.host_domain.value) {
+        c.at(
+            &cl.host_domain,
+            "cluster.host_domain",
+            format!(
+                "expected a DNS domain like kubenet, got `{}`",
+                cl.host_domain.value
+            ),
+        );
+    }
+}
+
+/// The virtual IP is a host address of the host network and not the gateway's (a node's
+/// address is checked with the nodes).
+fn check_vip(c: &mut Checker, cl: &ClusterFile, r: &Ranges) {
+    let Some(vip) = r.api_vip else { return };
+    if let Some(host) = r.host_network {
+        if !host.contains(&vip) || vip == host.network() || vip == host.broadcast() {
+            c.at(
+                &cl.api_vip,
+                "cluster.api_vip",
+                format!("virtual IP {vip} must be a host address inside the host network {host}"),
+            );
+        }
+    }
+    if r.gateway == Some(vip) {
+        c.at(
+            &cl.api_vip,
+            "cluster.api_vip",
+            format!("virtual IP {vip} is the gateway's address (cluster.gateway)"),
+        );
+    }
+}
+
+/// Host and port of `https://HOST[:PORT]`: HOST a host name or an IPv4 address, PORT from 1 to
+/// 65535 (443 when left out). These reach systemd units and shell lines (the API port, the
+/// host name), so nothing else is accepted.
+fn api_endpoint(c: &mut Checker, cl: &ClusterFile) -> Option<(String, u16)> {
     let api = &cl.api_endpoint.value;
-    let api_ok = api
-        .strip_prefix("https://")
-        .map(|rest| !rest.is_empty() && !rest.contains(['/', ' ', '"', '\'']))
-        .unwrap_or(false);
-    if !api_ok {
+    let parsed = api.strip_prefix("https://").and_then(|rest| {
+        let (host, port) = match rest.split_once(':') {
+            Some((h, p)) if p.chars().all(|ch| ch.is_ascii_digit()) => (h, p.parse::<u16>().ok()?),
+            Some(_) => return None,
+            None => (rest, 443),
+        };
+        let host_ok = is_hostname(host) || host.parse::<Ipv4Addr>().is_ok();
+        (host_ok && port > 0).then(|| (host.to_string(), port))
+    });
+    if parsed.is_none() {
         c.at(
             &cl.api_endpoint,
             "cluster.api_endpoint",
-            format!("expected https://HOST[:PORT] with no path, got `{api}`"),
+            format!("expected https://HOST[:PORT] with no path (HOST a host name or an IPv4 address, PORT from 1 to 65535), got `{api}`"),
         );
     }
+    parsed
 }

@@ -1,6 +1,7 @@
 //! The `components` section: each pinned component has a version, an http(s) URL template
 //! with known placeholders only, and a well-formed digest per known architecture; the CNI
-//! plugins are there when the cluster needs them.
+//! plugins are there when the cluster needs them, etcd and the Kubernetes server binaries when
+//! it has control nodes, and the server binaries are of the kubelets' release.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +17,12 @@ pub(super) struct Components {
     pub cni_spec_version: Option<String>,
 }
 
-pub(super) fn check(c: &mut Checker, cp: &ComponentsFile, cni: Cni) -> Components {
+pub(super) fn check(
+    c: &mut Checker,
+    cp: &ComponentsFile,
+    cni: Cni,
+    has_control: bool,
+) -> Components {
     let mut list = Vec::new();
     for (key, f) in [
         (ComponentKey::Containerd, &cp.containerd),
@@ -50,14 +56,31 @@ pub(super) fn check(c: &mut Checker, cp: &ComponentsFile, cni: Cni) -> Component
         &node.url,
         &node.digests,
     ));
-    if let Some(f) = &cp.etcd {
-        list.push(component(
-            c,
-            ComponentKey::Etcd,
-            &f.version,
-            &f.url,
-            &f.digests,
-        ));
+    for (key, f) in [
+        (ComponentKey::KubernetesServer, &cp.kubernetes_server),
+        (ComponentKey::Etcd, &cp.etcd),
+    ] {
+        match f {
+            Some(f) => list.push(component(c, key, &f.version, &f.url, &f.digests)),
+            None if has_control => c.unplaced(
+                format!("components.{key}"),
+                "required when the profile has control nodes (they install it)",
+            ),
+            None => {}
+        }
+    }
+    if let Some(server) = &cp.kubernetes_server {
+        // One release: the API server, the controllers and the kubelets must agree.
+        if server.version.value != node.version.value {
+            c.at(
+                &server.version,
+                "components.kubernetes-server.version",
+                format!(
+                    "must equal components.kubernetes-node.version ({}), got `{}`: the control plane and the kubelets come from one Kubernetes release",
+                    node.version.value, server.version.value
+                ),
+            );
+        }
     }
     Components {
         list,

@@ -13,7 +13,7 @@ use serde_saphyr::Spanned;
 
 use super::error::{Problem, ProfileError};
 use super::file::{ProfileFile, S};
-use super::Profile;
+use super::{Profile, Role};
 
 /// Collects problems; the section checks add to it and carry on.
 #[derive(Default)]
@@ -95,7 +95,8 @@ pub(super) fn validate(raw: ProfileFile, file: &str) -> Result<Profile, ProfileE
     }
     let ranges = cluster::check(&mut c, &raw.cluster);
     let nodes = nodes::check(&mut c, &raw.nodes, &ranges);
-    let components = components::check(&mut c, &raw.components, raw.cluster.cni);
+    let has_control = raw.nodes.iter().any(|n| n.role == Role::Control);
+    let components = components::check(&mut c, &raw.components, raw.cluster.cni, has_control);
 
     let cluster = ranges.into_cluster(&raw.cluster, components.cni_spec_version);
     match cluster {

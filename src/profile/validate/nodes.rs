@@ -1,5 +1,6 @@
 //! The `nodes` section: each node's name, MAC and address are well formed and unique, its
-//! address lies in the host network, and every Kubernetes node's id has a pod CIDR.
+//! address lies in the host network and is neither the gateway's nor the API's virtual IP, and
+//! every Kubernetes node's id has a pod CIDR.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -164,6 +165,13 @@ fn check_address(
             &n.address,
             key("address"),
             format!("address {a} is the gateway's"),
+        );
+    }
+    if ranges.api_vip == Some(a) {
+        c.at(
+            &n.address,
+            key("address"),
+            format!("address {a} is the API's virtual IP (cluster.api_vip), which the load balancer owns"),
         );
     }
     Some(a)

@@ -4,8 +4,13 @@
 //! The plan is the single source of truth for "what a node gets"; later stages decide "how"
 //! (download, extract, render, pack). The one file they add is the means to that "how": the
 //! first-boot script the seed writes (`seed::FIRST_BOOT_SCRIPT`), which installs the payload.
+//!
+//! The types and [`plan`] are here; what each role gets is in `roles`, the text of
+//! `imagegen plan` in `render`.
 
-use std::fmt::Write as _;
+mod render;
+mod roles;
+
 use std::net::Ipv4Addr;
 
 use anyhow::bail;
@@ -14,6 +19,8 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::profile::{self, Arch, Cluster, Cni, Component, ComponentKey, Profile, Role};
+
+pub use render::render_text;
 
 /// One pinned, downloadable file for one architecture.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -54,16 +61,53 @@ pub struct InstallRule {
     pub mode: u32,
 }
 
-/// A config file rendered from a template for each VM of a role.
+/// A config file rendered for each VM of a role (`{name}` in `path` and `source` is the VM).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct ConfigFile {
     /// Absolute path on the node.
     pub path: String,
-    /// What renders it: a template name under `user-data/`, or a PKI item (`pki:...`).
+    /// What renders it: a template name under `user-data/`; a file of the PKI by the guide's
+    /// name (`pki:ca.pem`, `pki:{name}-key.pem`); or `localhost-kubeconfig:<identity>`, that
+    /// identity's kubeconfig for the API server on the node itself (`https://127.0.0.1:<port>`).
     pub source: String,
     /// Quoted octal in user-data; 0600 for keys and kubeconfigs.
     pub mode: u32,
     pub secret: bool,
+    /// Only this VM of the role gets it (`None`: every VM of the role).
+    pub only_on: Option<String>,
+    /// Written after cloud-init installed the role's `packages` (write_files `defer`), because a
+    /// package ships a file of its own at this path.
+    pub after_packages: bool,
+}
+
+/// A directory the first-boot script creates with this mode.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Directory {
+    pub path: String,
+    pub mode: u32,
+}
+
+/// How the first-boot script starts a service (after `systemctl enable`).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Start {
+    /// `systemctl restart`: returns once systemd has started it.
+    Restart,
+    /// `systemctl restart --no-block`: queued, never waited for, because it waits for other
+    /// nodes (etcd for a quorum of control nodes that may boot later, and what needs etcd).
+    NoBlock,
+    /// `systemctl restart`, then a bounded wait until `systemctl is-active` says so; the node is
+    /// not configured without it.
+    WaitActive,
+}
+
+/// A systemd unit the first-boot script enables and (re)starts.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    pub start: Start,
+    /// Only this VM of the role runs it (`None`: every VM of the role).
+    pub only_on: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -95,9 +139,32 @@ pub struct RolePlan {
     pub vms: Vec<String>,
     pub installs: Vec<InstallRule>,
     pub configs: Vec<ConfigFile>,
+    pub directories: Vec<Directory>,
     /// systemd units enabled and started, in order.
-    pub services: Vec<String>,
+    pub services: Vec<Service>,
     pub kernel_modules: Vec<String>,
+    /// Distribution packages cloud-init installs at first boot (user-data `packages:`), before
+    /// the first-boot script runs.
+    pub packages: Vec<String>,
+    /// The cluster CA joins the node's trusted CAs (user-data `ca_certs`): ldirectord's HTTPS
+    /// health checks verify the API servers with it.
+    pub trust_cluster_ca: bool,
+}
+
+impl RolePlan {
+    /// The config files `vm` (of this role) gets.
+    pub fn configs_of<'a>(&'a self, vm: &'a str) -> impl Iterator<Item = &'a ConfigFile> {
+        self.configs
+            .iter()
+            .filter(move |c| c.only_on.as_deref().is_none_or(|o| o == vm))
+    }
+
+    /// The services `vm` (of this role) runs, in order.
+    pub fn services_of<'a>(&'a self, vm: &'a str) -> impl Iterator<Item = &'a Service> {
+        self.services
+            .iter()
+            .filter(move |s| s.only_on.as_deref().is_none_or(|o| o == vm))
+    }
 }
 
 /// Everything a build of one architecture will produce, as data. `imagegen plan --json`
@@ -111,7 +178,8 @@ pub struct Plan {
     pub vms: Vec<VmPlan>,
     /// Artifacts the roles of this build need, in profile order.
     pub artifacts: Vec<Artifact>,
-    /// Pinned but not installed by any role yet (etcd until the control-plane issue).
+    /// Pinned but installed by no role of this profile (etcd and the server binaries when it
+    /// has no control node).
     pub pinned_only: Vec<Artifact>,
     pub roles: Vec<RolePlan>,
 }
@@ -124,16 +192,22 @@ impl Plan {
     pub fn artifact(&self, component: &str) -> Option<&Artifact> {
         self.artifacts.iter().find(|a| a.component == component)
     }
+
+    /// The control nodes, in profile order (etcd's initial cluster, the API servers).
+    pub fn control_nodes(&self) -> impl Iterator<Item = &VmPlan> {
+        self.vms.iter().filter(|v| v.role == Role::Control)
+    }
 }
 
 /// Applies a profile to an architecture.
 pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
     let missing = profile.unpinned_for(arch);
     let cni = profile.cluster.cni;
+    let has_control = profile.nodes.iter().any(|n| n.role == Role::Control);
     let needed = |k: ComponentKey| -> bool {
         match k {
             ComponentKey::CniPlugins => cni == Cni::Bridge,
-            ComponentKey::Etcd => false,
+            ComponentKey::Etcd | ComponentKey::KubernetesServer => has_control,
             _ => true,
         }
     };
@@ -192,6 +266,17 @@ pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
         })
         .collect();
 
+    let inputs = roles::RoleInputs {
+        cni,
+        etcd_version: profile
+            .component(ComponentKey::Etcd)
+            .map(|c| c.version.as_str()),
+        arch: arch.as_str(),
+        first_control: vms
+            .iter()
+            .find(|v| v.role == Role::Control)
+            .map(|v| v.name.as_str()),
+    };
     let mut roles = Vec::new();
     for role in [Role::Gateway, Role::Control, Role::Worker] {
         let members: Vec<String> = vms
@@ -202,7 +287,7 @@ pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
         if members.is_empty() {
             continue;
         }
-        roles.push(role_plan(role, members, cni));
+        roles.push(roles::role_plan(role, members, &inputs));
     }
 
     Ok(Plan {
@@ -215,130 +300,6 @@ pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
         pinned_only,
         roles,
     })
-}
-
-fn role_plan(role: Role, vms: Vec<String>, cni: Cni) -> RolePlan {
-    if !role.is_kubernetes_node() {
-        // The gateway's load balancer comes with the control-plane work; today it gets the
-        // common seed (host name, network, SSH keys) and nothing else.
-        return RolePlan {
-            role,
-            vms,
-            installs: Vec::new(),
-            configs: Vec::new(),
-            services: Vec::new(),
-            kernel_modules: Vec::new(),
-        };
-    }
-    let bridge = cni == Cni::Bridge;
-    let installs = install_rules(bridge);
-    let configs = config_files(bridge);
-    let mut services = vec!["containerd".to_string(), "kubelet".to_string()];
-    if bridge {
-        services.push("kube-proxy".into());
-    }
-    RolePlan {
-        role,
-        vms,
-        installs,
-        configs,
-        services,
-        kernel_modules: vec!["overlay".into(), "br_netfilter".into()],
-    }
-}
-
-/// The binaries a Kubernetes node installs from the artifacts (kube-proxy and the CNI plugins
-/// only with the bridge CNI).
-fn install_rules(bridge: bool) -> Vec<InstallRule> {
-    let rule = |component: &str, source: Source, dest: &str| InstallRule {
-        component: component.into(),
-        source,
-        dest: dest.into(),
-        mode: 0o755,
-    };
-    let member = |p: &str| Source::Member { path: p.into() };
-    let mut installs = vec![
-        rule("containerd", Source::Dir { path: "bin".into() }, "/bin"),
-        rule("runc", Source::Whole, "/usr/local/bin/runc"),
-        rule("crictl", member("crictl"), "/usr/local/bin/crictl"),
-        rule(
-            "kubernetes-node",
-            member("kubernetes/node/bin/kubelet"),
-            "/usr/local/bin/kubelet",
-        ),
-    ];
-    if bridge {
-        installs.push(rule(
-            "kubernetes-node",
-            member("kubernetes/node/bin/kube-proxy"),
-            "/usr/local/bin/kube-proxy",
-        ));
-        installs.push(rule(
-            "cni-plugins",
-            Source::Dir {
-                path: String::new(),
-            },
-            "/opt/cni/bin",
-        ));
-    }
-    installs
-}
-
-/// The config files a Kubernetes node gets, rendered or taken from the PKI.
-fn config_files(bridge: bool) -> Vec<ConfigFile> {
-    let cfg = |path: &str, source: &str| ConfigFile {
-        path: path.into(),
-        source: source.into(),
-        mode: 0o644,
-        secret: false,
-    };
-    let secret = |path: &str, source: &str| ConfigFile {
-        path: path.into(),
-        source: source.into(),
-        mode: 0o600,
-        secret: true,
-    };
-    let mut configs = vec![
-        cfg("/etc/modules-load.d/kubernetes.conf", "modules-load.conf"),
-        cfg("/etc/sysctl.d/99-kubernetes.conf", "sysctl.conf"),
-        cfg("/etc/containerd/config.toml", "containerd-config.toml"),
-        cfg(
-            "/etc/systemd/system/containerd.service",
-            "containerd.service",
-        ),
-    ];
-    if bridge {
-        configs.push(cfg("/etc/cni/net.d/10-bridge.conf", "10-bridge.conf"));
-        configs.push(cfg("/etc/cni/net.d/99-loopback.conf", "99-loopback.conf"));
-    }
-    configs.extend([
-        cfg(
-            "/var/lib/kubelet/kubelet-config.yaml",
-            "kubelet-config.yaml",
-        ),
-        cfg("/etc/systemd/system/kubelet.service", "kubelet.service"),
-        cfg("/var/lib/kubernetes/ca.pem", "pki:ca"),
-        cfg("/var/lib/kubelet/{name}.pem", "pki:node-cert"),
-        secret("/var/lib/kubelet/{name}-key.pem", "pki:node-key"),
-        secret("/var/lib/kubelet/kubeconfig", "pki:node-kubeconfig"),
-    ]);
-    if bridge {
-        configs.extend([
-            cfg(
-                "/var/lib/kube-proxy/kube-proxy-config.yaml",
-                "kube-proxy-config.yaml",
-            ),
-            cfg(
-                "/etc/systemd/system/kube-proxy.service",
-                "kube-proxy.service",
-            ),
-            secret(
-                "/var/lib/kube-proxy/kubeconfig",
-                "pki:kube-proxy-kubeconfig",
-            ),
-        ]);
-    }
-    configs
 }
 
 /// Every artifact a profile pins, for every architecture it pins (what `cache import` matches).
@@ -362,135 +323,6 @@ fn artifact(c: &Component, arch: Arch, digest: &Digest) -> Artifact {
     }
 }
 
-/// The human-readable form of `imagegen plan`.
-pub fn render_text(plan: &Plan) -> String {
-    let mut s = String::new();
-    render_cluster(&mut s, plan);
-    render_vms(&mut s, plan);
-    render_components(&mut s, plan);
-    for r in &plan.roles {
-        render_role(&mut s, r);
-    }
-    s
-}
-
-// Writing to a String cannot fail: the render functions ignore `writeln!`'s Ok.
-
-fn render_cluster(s: &mut String, plan: &Plan) {
-    let c = &plan.cluster;
-    let _ = writeln!(
-        s,
-        "profile {} ({}), arch {}",
-        plan.profile, plan.profile_source, plan.arch
-    );
-    let _ = writeln!(
-        s,
-        "cluster: pods {} (one /{} per node), services {}, DNS {}, domain {}, API {}, hosts {} via {} ({:?}), CNI {:?}",
-        c.pod_cidr,
-        plan.vms.iter().find_map(|v| v.pod_cidr).map(|n| n.prefix_len()).unwrap_or(0),
-        c.service_cidr,
-        c.cluster_dns,
-        c.cluster_domain,
-        c.api_endpoint,
-        c.host_network,
-        c.gateway,
-        c.addressing,
-        c.cni
-    );
-}
-
-fn render_vms(s: &mut String, plan: &Plan) {
-    let _ = writeln!(s, "\nVMs:");
-    let _ = writeln!(
-        s,
-        "  {:<10} {:>3}  {:<8} {:<17}  {:<15}  {:<13}  taints",
-        "name", "id", "role", "mac", "address", "pod cidr"
-    );
-    for v in &plan.vms {
-        let taints: Vec<String> = v
-            .taints
-            .iter()
-            .map(|t| format!("{}:{}", t.key, t.effect))
-            .collect();
-        let _ = writeln!(
-            s,
-            "  {:<10} {:>3}  {:<8} {:<17}  {:<15}  {:<13}  {}",
-            v.name,
-            v.id,
-            v.role.as_str(),
-            v.mac,
-            v.address,
-            v.pod_cidr
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "-".into()),
-            if taints.is_empty() {
-                "-".to_string()
-            } else {
-                taints.join(",")
-            }
-        );
-    }
-}
-
-fn render_components(s: &mut String, plan: &Plan) {
-    let _ = writeln!(s, "\ncomponents ({}):", plan.arch);
-    for a in plan.artifacts.iter().chain(&plan.pinned_only) {
-        let note = if plan.pinned_only.contains(a) {
-            "  (pinned, not installed yet)"
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            s,
-            "  {} {}{}\n    {}\n    {}",
-            a.component, a.version, note, a.url, a.digest
-        );
-    }
-}
-
-fn render_role(s: &mut String, r: &RolePlan) {
-    let _ = writeln!(s, "\nrole {} ({}):", r.role, r.vms.join(", "));
-    if r.installs.is_empty() && r.configs.is_empty() {
-        let _ = writeln!(s, "  host name, network and SSH keys only");
-        return;
-    }
-    for i in &r.installs {
-        let from = match &i.source {
-            Source::Whole => String::new(),
-            Source::Member { path } => format!(":{path}"),
-            Source::Dir { path } => format!(":{}/*", if path.is_empty() { "." } else { path }),
-        };
-        let _ = writeln!(
-            s,
-            "  {:04o} {:<40} <- {}{}",
-            i.mode,
-            if matches!(i.source, Source::Dir { .. }) {
-                format!("{}/*", i.dest)
-            } else {
-                i.dest.clone()
-            },
-            i.component,
-            from
-        );
-    }
-    for f in &r.configs {
-        let _ = writeln!(
-            s,
-            "  {:04o} {:<40} <- {}{}",
-            f.mode,
-            f.path,
-            f.source,
-            if f.secret { " (secret)" } else { "" }
-        );
-    }
-    let _ = writeln!(
-        s,
-        "  services: {}; kernel modules: {}",
-        r.services.join(", "),
-        r.kernel_modules.join(", ")
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,10 +343,71 @@ mod tests {
             p.artifact("containerd").unwrap().url,
             "https://github.com/containerd/containerd/releases/download/v1.7.20/containerd-1.7.20-linux-arm64.tar.gz"
         );
-        assert_eq!(p.pinned_only.len(), 1, "etcd is pinned, not installed");
+        assert!(p.pinned_only.is_empty(), "control nodes install etcd");
         let worker = p.role(Role::Worker).unwrap();
-        assert!(worker.services.contains(&"kube-proxy".to_string()));
-        assert!(p.role(Role::Gateway).unwrap().installs.is_empty());
+        assert!(worker.services.iter().any(|s| s.name == "kube-proxy"));
+        let gateway = p.role(Role::Gateway).unwrap();
+        assert!(gateway.installs.is_empty());
+        assert_eq!(gateway.packages, ["ipvsadm", "ldirectord"]);
+        assert!(gateway.trust_cluster_ca);
+    }
+
+    #[test]
+    fn control_nodes_run_the_control_plane_and_control0_bootstraps() {
+        let p = plan(&builtin(), Arch::Arm64).unwrap();
+        let control = p.role(Role::Control).unwrap();
+        let worker = p.role(Role::Worker).unwrap();
+        assert_ne!(control.installs, worker.installs, "two packs");
+        for b in ["etcd", "etcdctl", "etcdutl", "kube-apiserver", "kubectl"] {
+            assert!(
+                control
+                    .installs
+                    .iter()
+                    .any(|i| i.dest == format!("/usr/local/bin/{b}")),
+                "{b}"
+            );
+        }
+        assert!(control.installs.iter().any(|i| i.source
+            == Source::Member {
+                path: "etcd-v3.5.15-linux-arm64/etcdutl".into()
+            }));
+        let names: Vec<&str> = control
+            .services_of("control0")
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "containerd",
+                "etcd",
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "kubelet",
+                "kube-proxy",
+                "imagegen-bootstrap-cluster"
+            ]
+        );
+        assert!(!control
+            .services_of("control1")
+            .any(|s| s.name == "imagegen-bootstrap-cluster"));
+        assert!(control
+            .configs_of("control0")
+            .any(|c| c.path.contains("kubelet-access-rbac")));
+        assert!(!control
+            .configs_of("control2")
+            .any(|c| c.path.contains("kubelet-access-rbac")));
+        assert_eq!(
+            control.directories,
+            [Directory {
+                path: "/var/lib/etcd".into(),
+                mode: 0o700
+            }]
+        );
+        let etcd = control.services.iter().find(|s| s.name == "etcd").unwrap();
+        assert_eq!(etcd.start, Start::NoBlock);
+        assert!(p.artifact("kubernetes-server").is_some());
+        assert!(p.artifact("etcd").is_some());
     }
 
     #[test]
@@ -524,7 +417,7 @@ mod tests {
         let p = plan(&prof, Arch::Amd64).unwrap();
         assert!(p.artifact("cni-plugins").is_none());
         let w = p.role(Role::Worker).unwrap();
-        assert!(!w.services.iter().any(|s| s == "kube-proxy"));
+        assert!(!w.services.iter().any(|s| s.name == "kube-proxy"));
         assert!(!w.configs.iter().any(|c| c.path.contains("cni")));
         assert!(!w.installs.iter().any(|i| i.dest.contains("kube-proxy")));
     }

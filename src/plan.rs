@@ -13,7 +13,9 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::profile::{self, Arch, Cluster, Cni, Component, ComponentKey, Profile, Role};
+use crate::profile::{
+    self, Arch, Cluster, Cni, Component, ComponentKey, Profile, Role, VmResources,
+};
 
 /// One pinned, downloadable file for one architecture.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -85,6 +87,8 @@ pub struct VmPlan {
     pub address: Ipv4Addr,
     /// Prefix length of the host network, for static addressing.
     pub prefix_len: u8,
+    /// vCPUs, memory and disk size of the VM (the profile's `resources` for its role).
+    pub resources: VmResources,
     pub pod_cidr: Option<Ipv4Net>,
     pub taints: Vec<Taint>,
 }
@@ -113,6 +117,9 @@ pub struct Plan {
     pub artifacts: Vec<Artifact>,
     /// Pinned but not installed by any role yet (etcd until the control-plane issue).
     pub pinned_only: Vec<Artifact>,
+    /// The disk image every VM starts from (`launch`), when the profile pins one for this arch.
+    /// No seed carries it and a build never fetches it.
+    pub base_image: Option<Artifact>,
     pub roles: Vec<RolePlan>,
 }
 
@@ -133,7 +140,7 @@ pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
     let needed = |k: ComponentKey| -> bool {
         match k {
             ComponentKey::CniPlugins => cni == Cni::Bridge,
-            ComponentKey::Etcd => false,
+            ComponentKey::Etcd | ComponentKey::BaseImage => false,
             _ => true,
         }
     };
@@ -152,12 +159,15 @@ pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
 
     let mut artifacts = Vec::new();
     let mut pinned_only = Vec::new();
+    let mut base_image = None;
     for c in &profile.components {
         let Some(digest) = c.digests.get(&arch) else {
             continue;
         };
         let a = artifact(c, arch, digest);
-        if needed(c.key) {
+        if c.key == ComponentKey::BaseImage {
+            base_image = Some(a);
+        } else if needed(c.key) {
             artifacts.push(a);
         } else {
             pinned_only.push(a);
@@ -175,6 +185,7 @@ pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
             mac: n.mac.clone(),
             address: n.address,
             prefix_len: host.prefix_len(),
+            resources: profile.resources.of(n.role),
             pod_cidr: if n.role.is_kubernetes_node() {
                 profile.pod_cidr_of(n.id)
             } else {
@@ -213,6 +224,7 @@ pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
         vms,
         artifacts,
         pinned_only,
+        base_image,
         roles,
     })
 }
@@ -403,8 +415,8 @@ fn render_vms(s: &mut String, plan: &Plan) {
     let _ = writeln!(s, "\nVMs:");
     let _ = writeln!(
         s,
-        "  {:<10} {:>3}  {:<8} {:<17}  {:<15}  {:<13}  taints",
-        "name", "id", "role", "mac", "address", "pod cidr"
+        "  {:<10} {:>3}  {:<8} {:<17}  {:<15}  {:<13}  {:<14}  taints",
+        "name", "id", "role", "mac", "address", "pod cidr", "cpus/mem/disk"
     );
     for v in &plan.vms {
         let taints: Vec<String> = v
@@ -412,9 +424,10 @@ fn render_vms(s: &mut String, plan: &Plan) {
             .iter()
             .map(|t| format!("{}:{}", t.key, t.effect))
             .collect();
+        let r = v.resources;
         let _ = writeln!(
             s,
-            "  {:<10} {:>3}  {:<8} {:<17}  {:<15}  {:<13}  {}",
+            "  {:<10} {:>3}  {:<8} {:<17}  {:<15}  {:<13}  {:<14}  {}",
             v.name,
             v.id,
             v.role.as_str(),
@@ -423,6 +436,7 @@ fn render_vms(s: &mut String, plan: &Plan) {
             v.pod_cidr
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "-".into()),
+            format!("{}/{}/{}", r.cpus, r.memory, r.disk),
             if taints.is_empty() {
                 "-".to_string()
             } else {
@@ -444,6 +458,13 @@ fn render_components(s: &mut String, plan: &Plan) {
             s,
             "  {} {}{}\n    {}\n    {}",
             a.component, a.version, note, a.url, a.digest
+        );
+    }
+    if let Some(a) = &plan.base_image {
+        let _ = writeln!(
+            s,
+            "  {} {}  (the VMs' disk, for launch; not in any seed)\n    {}\n    {}",
+            a.component, a.version, a.url, a.digest
         );
     }
 }

@@ -88,6 +88,8 @@ pub(super) fn fetch(a: &FetchArgs) -> anyhow::Result<ExitCode> {
     let plan = plan::plan(&prof, a.common.arch.into())?;
     let mut all = plan.artifacts.clone();
     all.extend(plan.pinned_only.iter().cloned());
+    // The VMs' disk image: `launch` needs it, a build does not.
+    all.extend(plan.base_image.iter().cloned());
     let resolved = resolve::resolve(&all, &opts)?;
     let downloaded = resolved
         .iter()

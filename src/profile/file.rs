@@ -21,6 +21,8 @@ pub(super) struct ProfileFile {
     pub cluster: ClusterFile,
     pub nodes: Vec<NodeFile>,
     pub components: ComponentsFile,
+    #[serde(default)]
+    pub resources: ResourcesFile,
 }
 
 #[derive(Debug, Deserialize)]
@@ -37,6 +39,8 @@ pub(super) struct ClusterFile {
     pub dns: S<Vec<String>>,
     pub addressing: Addressing,
     pub cni: Cni,
+    pub api_vip: S<String>,
+    pub host_domain: S<String>,
 }
 
 /// A default value has no place in the file: its span is unknown (line 0).
@@ -64,6 +68,8 @@ impl Default for ClusterFile {
             dns: unspanned(vec!["192.168.1.1".to_string()]),
             addressing: Addressing::Dhcp,
             cni: Cni::Bridge,
+            api_vip: s("192.168.1.21"),
+            host_domain: s("kubenet"),
         }
     }
 }
@@ -89,6 +95,9 @@ pub(super) struct ComponentsFile {
     #[serde(rename = "kubernetes-node")]
     pub kubernetes_node: ComponentFile,
     pub etcd: Option<ComponentFile>,
+    /// The VMs' disk image (`launch`), not part of any seed.
+    #[serde(rename = "base-image")]
+    pub base_image: Option<ComponentFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,4 +116,22 @@ pub(super) struct CniComponentFile {
     pub spec_version: S<String>,
     pub url: S<String>,
     pub digests: BTreeMap<String, S<String>>,
+}
+
+/// `resources`: what each role's VMs get from the host. A role left out, or a key left out of
+/// a role, takes the guide's value (`validate` fills them in).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct ResourcesFile {
+    pub gateway: RoleResourcesFile,
+    pub control: RoleResourcesFile,
+    pub worker: RoleResourcesFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RoleResourcesFile {
+    pub cpus: Option<S<u32>>,
+    pub memory: Option<S<String>>,
+    pub disk: Option<S<String>>,
 }

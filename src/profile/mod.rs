@@ -7,6 +7,7 @@
 
 mod error;
 mod file;
+mod resources;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +21,7 @@ use crate::digest::Digest;
 use crate::fsutil;
 
 pub use error::{Problem, ProfileError};
+pub use resources::{Resources, Size, VmResources};
 
 /// The guide's cluster, compiled in so `imagegen build` works from any directory.
 pub const BUILTIN_NAME: &str = "kthw-1.31";
@@ -110,6 +112,9 @@ pub enum ComponentKey {
     KubernetesNode,
     #[serde(rename = "etcd")]
     Etcd,
+    /// The Ubuntu cloud image every VM's disk starts from (`launch`); no seed carries it.
+    #[serde(rename = "base-image")]
+    BaseImage,
 }
 
 impl ComponentKey {
@@ -121,6 +126,7 @@ impl ComponentKey {
             ComponentKey::CniPlugins => "cni-plugins",
             ComponentKey::KubernetesNode => "kubernetes-node",
             ComponentKey::Etcd => "etcd",
+            ComponentKey::BaseImage => "base-image",
         }
     }
 }
@@ -141,6 +147,7 @@ pub struct Profile {
     pub cluster: Cluster,
     pub nodes: Vec<Node>,
     pub components: Vec<Component>,
+    pub resources: Resources,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -158,6 +165,10 @@ pub struct Cluster {
     pub cni: Cni,
     /// The CNI spec version written into the CNI configs (`cniVersion`).
     pub cni_spec_version: Option<String>,
+    /// The Kubernetes API's virtual IP on the host network (the gateway balances it).
+    pub api_vip: Ipv4Addr,
+    /// The DNS domain of the host network (dnsmasq's `domain=`).
+    pub host_domain: String,
 }
 
 #[derive(Clone, Debug, Serialize)]

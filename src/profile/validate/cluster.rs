@@ -1,5 +1,5 @@
 //! The `cluster` section: addresses and ranges parse, fit inside each other and do not
-//! overlap; the domain and the API endpoint are well formed.
+//! overlap; the domains and the API endpoint are well formed.
 
 use std::net::Ipv4Addr;
 
@@ -19,6 +19,7 @@ pub(super) struct Ranges {
     pub gateway: Option<Ipv4Addr>,
     pub dns: Vec<Ipv4Addr>,
     pub node_pod_prefix: u8,
+    pub api_vip: Option<Ipv4Addr>,
 }
 
 impl Ranges {
@@ -41,6 +42,8 @@ impl Ranges {
             addressing: cl.addressing,
             cni: cl.cni,
             cni_spec_version,
+            api_vip: self.api_vip?,
+            host_domain: cl.host_domain.value.clone(),
         })
     }
 }
@@ -58,6 +61,7 @@ fn parse(c: &mut Checker, cl: &ClusterFile) -> Ranges {
     let host_network = c.net(&cl.host_network, "cluster.host_network");
     let cluster_dns = c.ip(&cl.cluster_dns, "cluster.cluster_dns");
     let gateway = c.ip(&cl.gateway, "cluster.gateway");
+    let api_vip = c.ip(&cl.api_vip, "cluster.api_vip");
     let mut dns = Vec::new();
     for (i, d) in cl.dns.value.iter().enumerate() {
         match d.parse::<Ipv4Addr>() {
@@ -77,6 +81,7 @@ fn parse(c: &mut Checker, cl: &ClusterFile) -> Ranges {
         gateway,
         dns,
         node_pod_prefix: cl.node_pod_prefix.value,
+        api_vip,
     }
 }
 
@@ -139,6 +144,21 @@ fn check_ranges(c: &mut Checker, cl: &ClusterFile, r: &Ranges) {
             );
         }
     }
+    if let (Some(host), Some(vip)) = (r.host_network, r.api_vip) {
+        if !host.contains(&vip) || vip == host.network() || vip == host.broadcast() {
+            c.at(
+                &cl.api_vip,
+                "cluster.api_vip",
+                format!("API VIP {vip} must be a host address inside the host network {host}"),
+            );
+        } else if r.gateway == Some(vip) {
+            c.at(
+                &cl.api_vip,
+                "cluster.api_vip",
+                format!("API VIP {vip} is the gateway's address"),
+            );
+        }
+    }
 }
 
 fn check_names(c: &mut Checker, cl: &ClusterFile) {
@@ -149,6 +169,16 @@ fn check_names(c: &mut Checker, cl: &ClusterFile) {
             format!(
                 "expected a DNS domain like cluster.local, got `{}`",
                 cl.cluster_domain.value
+            ),
+        );
+    }
+    if !is_hostname(&cl.host_domain.value) {
+        c.at(
+            &cl.host_domain,
+            "cluster.host_domain",
+            format!(
+                "expected a DNS domain like kubenet, got `{}`",
+                cl.host_domain.value
             ),
         );
     }

@@ -50,14 +50,13 @@ pub(super) fn check(c: &mut Checker, cp: &ComponentsFile, cni: Cni) -> Component
         &node.url,
         &node.digests,
     ));
-    if let Some(f) = &cp.etcd {
-        list.push(component(
-            c,
-            ComponentKey::Etcd,
-            &f.version,
-            &f.url,
-            &f.digests,
-        ));
+    for (key, f) in [
+        (ComponentKey::Etcd, &cp.etcd),
+        (ComponentKey::BaseImage, &cp.base_image),
+    ] {
+        if let Some(f) = f {
+            list.push(component(c, key, &f.version, &f.url, &f.digests));
+        }
     }
     Components {
         list,

@@ -166,6 +166,13 @@ fn check_address(
             format!("address {a} is the gateway's"),
         );
     }
+    if ranges.api_vip == Some(a) {
+        c.at(
+            &n.address,
+            key("address"),
+            format!("address {a} is the API VIP (cluster.api_vip)"),
+        );
+    }
     Some(a)
 }
 

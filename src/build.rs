@@ -11,13 +11,16 @@
 //! 5. `write_vm_seeds`: each VM's user-data, meta-data and network-config, its copy of the
 //!    overlay (embed) and its `seed.iso`;
 //! 6. `write_shared_payload_isos`: one payload ISO per role (shared);
-//! 7. `write_manifest`: `manifest.json`; then the staging directory is swapped in.
+//! 7. `write_manifest`: `manifest.json`;
+//! 8. `write_host_and_launchers`: `host/` (what the host needs: dnsmasq lines, the `/etc/hosts`
+//!    block, pod routes) and, when the profile pins a base image for the arch, `launch/` (the
+//!    VMs' launchers); then the staging directory is swapped in.
 //!
 //! Reuse: a packed overlay and an ISO whose inputs did not change are carried over from the
 //! previous `out/<arch>` as hard links (their stamps record the inputs), so a rebuild with no
 //! change writes a few small files and no large ones.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -27,7 +30,9 @@ use tempfile::TempDir;
 
 use crate::digest::{sha256_bytes, Digest};
 use crate::fsutil;
+use crate::host::{self, HostKind, HostNet};
 use crate::iso::{self, IsoData, IsoFile, IsoOptions};
+use crate::launch::{self, LaunchInputs, LAUNCH_DIR};
 use crate::payload::{self, PayloadKind, RolePayload};
 use crate::pki::{self, Pki, PkiMode};
 use crate::plan::{self, Plan, RolePlan, VmPlan};
@@ -64,6 +69,8 @@ pub struct BuildReport {
     pub overlays_reused: Vec<String>,
     pub isos_written: usize,
     pub isos_reused: usize,
+    /// Whether `launch/` was written (the profile pins a base image for the arch).
+    pub launchers: bool,
 }
 
 #[derive(Serialize)]
@@ -126,6 +133,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
         write_shared_payload_isos(&overlays, isos)?;
     }
     write_manifest(&plan, opts, &overlays, vms, staging.path())?;
+    let launchers = write_host_and_launchers(&plan, opts, &overlays, staging.path())?;
 
     let report = BuildReport {
         arch_dir: staging.arch_dir.clone(),
@@ -138,6 +146,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
             .collect(),
         isos_written: isos.as_ref().map_or(0, |i| i.written),
         isos_reused: isos.as_ref().map_or(0, |i| i.reused),
+        launchers,
     };
     staging.commit()?;
     Ok(report)
@@ -440,7 +449,7 @@ fn write_shared_payload_isos(overlays: &Overlays, isos: &mut IsoWriter) -> anyho
                 mode: 0o644,
             },
         };
-        let rel = PathBuf::from(format!("payload-{role}.iso"));
+        let rel = PathBuf::from(payload::shared_iso_name(*role));
         isos.write(&rel, &payload::shared_label(*role), &[input], 0o644)?;
     }
     Ok(())
@@ -556,4 +565,57 @@ fn write_manifest(
     let mut json = serde_json::to_string_pretty(&manifest)?;
     json.push('\n');
     fsutil::write_new(&staging.join("manifest.json"), json.as_bytes(), 0o644)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step 8: the host's files and the launchers.
+
+/// Writes `host/` and, when the profile pins a base image for the arch, `launch/`; returns
+/// whether the launchers were written. The launchers name the base image where the cache keeps
+/// it: a build never fetches it (`imagegen launch` and `imagegen fetch` do).
+fn write_host_and_launchers(
+    plan: &Plan,
+    opts: &BuildOptions,
+    overlays: &Overlays,
+    staging: &Path,
+) -> anyhow::Result<bool> {
+    let net = HostNet::new(plan, HostKind::of_arch(plan.arch));
+    for f in host::files(&net) {
+        fsutil::write_new(
+            &staging.join("host").join(f.name),
+            f.content.as_bytes(),
+            f.mode,
+        )?;
+    }
+    let Some(base) = &plan.base_image else {
+        return Ok(false);
+    };
+    let cache = std::path::absolute(&opts.resolve.cache_dir).with_context(|| {
+        format!(
+            "making the cache directory {} absolute",
+            opts.resolve.cache_dir.display()
+        )
+    })?;
+    let base_path = resolve::cache_path(&cache, &base.digest);
+    // The shared payload ISOs exist for the roles with an overlay.
+    let payload_roles: BTreeSet<Role> = if opts.payload == PayloadKind::Shared && opts.iso {
+        overlays.keys().copied().collect()
+    } else {
+        BTreeSet::new()
+    };
+    let inputs = LaunchInputs {
+        plan,
+        host: &net,
+        base_image: base,
+        base_image_path: &base_path,
+        payload_roles: &payload_roles,
+    };
+    for f in launch::files(&inputs)? {
+        fsutil::write_new(
+            &staging.join(LAUNCH_DIR).join(&f.name),
+            f.content.as_bytes(),
+            f.mode,
+        )?;
+    }
+    Ok(true)
 }

@@ -12,12 +12,12 @@ use common::{build_fixed, validate_seed, Test};
 
 const DEFAULT: &str = "profiles/kthw-1.31.yaml";
 
-/// The VM directories of a build's `<out>/<arch>`, sorted.
+/// The VM directories of a build's `<out>/<arch>` (those holding a seed), sorted.
 fn vm_dirs(arch_dir: &Path) -> Vec<PathBuf> {
     list_dir(arch_dir)
         .into_iter()
         .map(|n| arch_dir.join(n))
-        .filter(|p| p.is_dir())
+        .filter(|p| p.join("meta-data").is_file())
         .collect()
 }
 

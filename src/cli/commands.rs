@@ -8,11 +8,13 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use super::inputs::{self, epoch_from_env};
 use super::output::{print, println};
-use super::{BuildArgs, FetchArgs, PlanArgs, SeedIsoArgs};
+use super::{BuildArgs, FetchArgs, HostSetupArgs, LaunchArgs, PlanArgs, SeedIsoArgs};
 use crate::build::{self, BuildOptions, BuildReport};
+use crate::host::{self, HostKind, HostNet, SetupAction, SetupOptions};
 use crate::iso::{self, IsoData, IsoFile, IsoOptions};
+use crate::launch::{self, Action, LaunchOptions};
 use crate::plan;
-use crate::profile::{self, ProfileError};
+use crate::profile::{self, Arch, ProfileError};
 use crate::resolve::{self, Origin};
 
 pub(super) fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
@@ -57,6 +59,19 @@ fn summary(report: &BuildReport, out: &Utf8Path) -> String {
         s.push_str(&format!(
             "\noverlays unchanged: {}",
             report.overlays_reused.join(", ")
+        ));
+    }
+    if report.launchers {
+        s.push_str(&format!(
+            "\nhost files in {0}/host, launchers in {0}/launch (VM disks go to {1}/vms/{2})",
+            report.arch_dir,
+            out,
+            report.arch_dir.file_name().unwrap_or_default()
+        ));
+    } else {
+        s.push_str(&format!(
+            "\nhost files in {}/host; no launchers: the profile pins no base-image for this arch",
+            report.arch_dir
         ));
     }
     if !report.pki_created.is_empty() {
@@ -222,4 +237,67 @@ fn iso_input(p: &Utf8PathBuf, name: Option<&str>) -> anyhow::Result<IsoFile> {
             0o644
         },
     })
+}
+
+pub(super) fn host_setup(a: &HostSetupArgs) -> anyhow::Result<ExitCode> {
+    let kind: HostKind = a.host.map_or_else(HostKind::current, Into::into);
+    let action = if a.print {
+        SetupAction::Print
+    } else if a.undo {
+        SetupAction::Undo
+    } else {
+        SetupAction::Apply
+    };
+    if action != SetupAction::Print && kind != HostKind::current() && a.root.as_str() == "/" {
+        anyhow::bail!(
+            "--host {} on a {} machine: only --print, or --root DIR to write the files elsewhere",
+            match kind {
+                HostKind::Linux => "linux",
+                HostKind::MacOs => "macos",
+            },
+            HostKind::current()
+        );
+    }
+    let prof = profile::load(a.profile.as_deref())?;
+    let plan = plan::plan(&prof, kind.native_arch())?;
+    let net = HostNet::new(&plan, kind);
+    let opts = SetupOptions {
+        action,
+        root: a.root.clone(),
+    };
+    print(&host::setup(&net, &opts)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn launch(a: LaunchArgs) -> anyhow::Result<ExitCode> {
+    let arch: Arch = match a.arch {
+        Some(arch) => arch.into(),
+        None => match std::env::consts::ARCH {
+            "aarch64" => Arch::Arm64,
+            "x86_64" => Arch::Amd64,
+            other => {
+                anyhow::bail!("this machine is {other}: say which VMs with --arch arm64|amd64")
+            }
+        },
+    };
+    let action = if a.dry_run {
+        Action::Print
+    } else if a.stop {
+        Action::Stop
+    } else if a.status {
+        Action::Status
+    } else {
+        Action::Start
+    };
+    launch::launch(&LaunchOptions {
+        out: a.out,
+        arch,
+        target: a.target,
+        action,
+        cache: a.cache.map(Utf8PathBuf::into_std_path_buf),
+        mirrors: a.mirrors,
+        offline: a.offline,
+        quiet: a.quiet,
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

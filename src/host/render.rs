@@ -148,7 +148,7 @@ pub(super) fn kubenet_script(net: &HostNet) -> String {
 # for {network} to everything but the bridge. Written by `imagegen host-setup`; run at boot by
 # {KUBENET_UNIT_NAME}. Works in the current network namespace.
 #   imagegen-kubenet up              create what is missing, one line per change
-#   imagegen-kubenet down [PART...]  remove PARTs: nat, address, bridge (default: all three)
+#   imagegen-kubenet down [PART...]  undo PARTs: nat, address, link (up), bridge (default: all)
 set -eu
 bridge={BRIDGE}
 address={address}
@@ -161,6 +161,7 @@ need() {{
 has_bridge() {{ ip link show dev "$bridge" >/dev/null 2>&1; }}
 has_address() {{ ip -o -4 addr show dev "$bridge" 2>/dev/null | grep -qF " inet $address "; }}
 has_chain() {{ iptables -w -t nat -S "$chain" >/dev/null 2>&1; }}
+is_up() {{ ip -o link show dev "$bridge" | grep -q '[<,]UP[,>]'; }}
 
 up() {{
   need ip iproute2
@@ -173,7 +174,7 @@ up() {{
     ip addr add "$address" dev "$bridge"
     echo "address: added $address to $bridge"
   fi
-  if ! ip -o link show dev "$bridge" | grep -q '[<,]UP[,>]'; then
+  if ! is_up; then
     ip link set dev "$bridge" up
     echo "link: set $bridge up"
   fi
@@ -192,7 +193,7 @@ up() {{
 }}
 
 down() {{
-  [ $# -gt 0 ] || set -- nat address bridge
+  [ $# -gt 0 ] || set -- nat address link bridge
   for part in "$@"; do
     case $part in
       nat)
@@ -207,6 +208,11 @@ down() {{
           ip addr del "$address" dev "$bridge"
           echo "address: removed $address from $bridge"
         fi ;;
+      link)
+        if has_bridge && is_up; then
+          ip link set dev "$bridge" down
+          echo "link: set $bridge down"
+        fi ;;
       bridge)
         if has_bridge; then
           ip link del dev "$bridge"
@@ -220,7 +226,7 @@ down() {{
 case "${{1:-}}" in
   up) up ;;
   down) shift; down "$@" ;;
-  *) echo "usage: $0 up | down [nat] [address] [bridge]" >&2; exit 2 ;;
+  *) echo "usage: $0 up | down [nat] [address] [link] [bridge]" >&2; exit 2 ;;
 esac
 "#,
         profile = net.profile,

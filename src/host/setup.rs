@@ -138,7 +138,7 @@ struct State {
     dirs: BTreeSet<String>,
     /// `net.ipv4.ip_forward` before host-setup turned it on.
     ip_forward_before: Option<String>,
-    /// What the kubenet script made: `bridge`, `address`, `nat`.
+    /// What the kubenet script did: `bridge`, `address`, `link` (set up), `nat`.
     network: BTreeSet<String>,
     /// Whether host-setup enabled the unit.
     unit_enabled: bool,
@@ -423,7 +423,7 @@ fn network_up(host: &Host, state: &mut State, changes: &mut Vec<String>) -> anyh
         changes.push("turned on IP forwarding (net.ipv4.ip_forward = 1)".into());
     }
     for line in kubenet(host, &["up"])?.lines() {
-        if let Some((part @ ("bridge" | "address" | "nat"), _)) = line.split_once(": ") {
+        if let Some((part @ ("bridge" | "address" | "link" | "nat"), _)) = line.split_once(": ") {
             state.network.insert(part.to_string());
         }
         changes.push(line.to_string());
@@ -568,7 +568,7 @@ fn undo(net: &HostNet, r: &Recipe, host: &Host) -> anyhow::Result<Outcome> {
         changes.push(format!("disabled {KUBENET_UNIT_NAME}"));
     }
     // The script goes with the files below: the network first.
-    let parts: Vec<&str> = ["nat", "address", "bridge"]
+    let parts: Vec<&str> = ["nat", "address", "link", "bridge"]
         .into_iter()
         .filter(|p| state.network.contains(*p))
         .collect();

@@ -13,13 +13,15 @@
 //! 6. `write_shared_payload_isos`: one payload ISO per role (shared);
 //! 7. `write_cluster_files`: what the host needs beside the seeds: `cluster/` (the manifests
 //!    the first control node applies, for `kubectl apply`) and `host/admin.kubeconfig`;
-//! 8. `write_manifest`: `manifest.json`; then the staging directory is swapped in.
+//! 8. `write_host_and_launchers`: `host/` (dnsmasq lines, the `/etc/hosts` block, pod routes)
+//!    and, when the profile pins a base image for the arch, `launch/` (the VMs' launchers);
+//! 9. `write_manifest`: `manifest.json`; then the staging directory is swapped in.
 //!
 //! Reuse: a packed overlay and an ISO whose inputs did not change are carried over from the
 //! previous `out/<arch>` as hard links (their stamps record the inputs), so a rebuild with no
 //! change writes a few small files and no large ones.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -29,7 +31,9 @@ use tempfile::TempDir;
 
 use crate::digest::{sha256_bytes, Digest};
 use crate::fsutil;
+use crate::host::{self, HostKind, HostNet};
 use crate::iso::{self, IsoData, IsoFile, IsoOptions};
+use crate::launch::{self, LaunchInputs, LAUNCH_DIR};
 use crate::payload::{self, PayloadKind, RolePayload};
 use crate::pki::{self, Pki, PkiMode};
 use crate::plan::{self, Plan, RolePlan, VmPlan};
@@ -66,6 +70,8 @@ pub struct BuildReport {
     pub overlays_reused: Vec<String>,
     pub isos_written: usize,
     pub isos_reused: usize,
+    /// Whether `launch/` was written (the profile pins a base image for the arch).
+    pub launchers: bool,
 }
 
 #[derive(Serialize)]
@@ -136,7 +142,8 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     if let (PayloadKind::Shared, Some(isos)) = (opts.payload, isos.as_mut()) {
         write_shared_payload_isos(&overlays, isos)?;
     }
-    let outputs = write_cluster_files(&seeds, staging.path())?;
+    let mut outputs = write_cluster_files(&seeds, staging.path())?;
+    let launchers = write_host_and_launchers(&plan, opts, &overlays, staging.path(), &mut outputs)?;
     write_manifest(&plan, opts, &overlays, outputs, vms, staging.path())?;
 
     let report = BuildReport {
@@ -150,6 +157,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
             .collect(),
         isos_written: isos.as_ref().map_or(0, |i| i.written),
         isos_reused: isos.as_ref().map_or(0, |i| i.reused),
+        launchers,
     };
     staging.commit()?;
     Ok(report)
@@ -452,7 +460,7 @@ fn write_shared_payload_isos(overlays: &Overlays, isos: &mut IsoWriter) -> anyho
                 mode: 0o644,
             },
         };
-        let rel = PathBuf::from(format!("payload-{role}.iso"));
+        let rel = PathBuf::from(payload::shared_iso_name(*role));
         isos.write(&rel, &payload::shared_label(*role), &[input], 0o644)?;
     }
     Ok(())
@@ -555,18 +563,31 @@ fn write_cluster_files(seeds: &SeedInputs, staging: &Path) -> anyhow::Result<Vec
     files.push(("host/admin.kubeconfig", admin, 0o600));
     let mut outputs = Vec::new();
     for (path, data, mode) in files {
-        fsutil::write_new(&staging.join(path), data.as_bytes(), mode)?;
-        outputs.push(ManifestOutput {
-            path: path.to_string(),
-            mode: format!("{mode:04o}"),
-            sha256: sha256_bytes(data.as_bytes()),
-        });
+        write_output(staging, path, &data, mode, &mut outputs)?;
     }
     Ok(outputs)
 }
 
+/// Writes one file beside the seeds (`cluster/`, `host/`, `launch/`) and records it for the
+/// manifest.
+fn write_output(
+    staging: &Path,
+    path: &str,
+    data: &str,
+    mode: u32,
+    outputs: &mut Vec<ManifestOutput>,
+) -> anyhow::Result<()> {
+    fsutil::write_new(&staging.join(path), data.as_bytes(), mode)?;
+    outputs.push(ManifestOutput {
+        path: path.to_string(),
+        mode: format!("{mode:04o}"),
+        sha256: sha256_bytes(data.as_bytes()),
+    });
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
-// Step 8: the manifest.
+// Step 9: the manifest.
 
 fn write_manifest(
     plan: &Plan,
@@ -596,4 +617,52 @@ fn write_manifest(
     let mut json = serde_json::to_string_pretty(&manifest)?;
     json.push('\n');
     fsutil::write_new(&staging.join("manifest.json"), json.as_bytes(), 0o644)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step 8: the host's files and the launchers.
+
+/// Writes `host/` and, when the profile pins a base image for the arch, `launch/`; returns
+/// whether the launchers were written. The launchers name the base image where the cache keeps
+/// it: a build never fetches it (`imagegen launch` and `imagegen fetch` do).
+fn write_host_and_launchers(
+    plan: &Plan,
+    opts: &BuildOptions,
+    overlays: &Overlays,
+    staging: &Path,
+    outputs: &mut Vec<ManifestOutput>,
+) -> anyhow::Result<bool> {
+    let net = HostNet::new(plan, HostKind::of_arch(plan.arch));
+    for f in host::files(&net) {
+        let path = format!("host/{}", f.name);
+        write_output(staging, &path, &f.content, f.mode, outputs)?;
+    }
+    let Some(base) = &plan.base_image else {
+        return Ok(false);
+    };
+    let cache = std::path::absolute(&opts.resolve.cache_dir).with_context(|| {
+        format!(
+            "making the cache directory {} absolute",
+            opts.resolve.cache_dir.display()
+        )
+    })?;
+    let base_path = resolve::cache_path(&cache, &base.digest);
+    // The shared payload ISOs exist for the roles with an overlay.
+    let payload_roles: BTreeSet<Role> = if opts.payload == PayloadKind::Shared && opts.iso {
+        overlays.keys().copied().collect()
+    } else {
+        BTreeSet::new()
+    };
+    let inputs = LaunchInputs {
+        plan,
+        host: &net,
+        base_image: base,
+        base_image_path: &base_path,
+        payload_roles: &payload_roles,
+    };
+    for f in launch::files(&inputs)? {
+        let path = format!("{LAUNCH_DIR}/{}", f.name);
+        write_output(staging, &path, &f.content, f.mode, outputs)?;
+    }
+    Ok(true)
 }

@@ -22,6 +22,10 @@ pub mod payload;
 pub mod seed;
 // (seed files -> seed.iso)
 pub mod iso;
+// (plan -> what the host needs: dnsmasq, /etc/hosts, bridge, NAT, routes)
+pub mod host;
+// (plan + host -> the VMs' launchers; runs them)
+pub mod launch;
 // (runs all of the above)
 pub mod build;
 

@@ -59,6 +59,11 @@ pub fn shared_label(role: Role) -> String {
     format!("payload-{role}")
 }
 
+/// File name of a role's shared payload ISO, in `out/<arch>/`.
+pub fn shared_iso_name(role: Role) -> String {
+    format!("{}.iso", shared_label(role))
+}
+
 /// File name of a role's packed overlay.
 pub fn archive_name(role: Role) -> String {
     format!("overlay-{role}.cpio.gz")

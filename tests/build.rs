@@ -256,7 +256,7 @@ fn fetch_then_offline_build_and_cache_import() {
         .run()
         .success();
     assert!(
-        o.stdout().contains("7 artifacts for amd64 verified"),
+        o.stdout().contains("8 artifacts for amd64 verified"),
         "{}",
         o.stdout()
     );
@@ -312,21 +312,21 @@ fn fetch_over_http_from_a_loopback_mirror_then_from_the_cache() {
     };
     let o = fetch();
     assert!(
-        o.stdout().contains("(7 downloaded, 0 already cached)"),
+        o.stdout().contains("(8 downloaded, 0 already cached)"),
         "{}",
         o.stdout()
     );
-    assert_eq!(server.total_hits(), 7);
+    assert_eq!(server.total_hits(), 8);
     assert!(server.max_concurrent() <= 3);
     let o = fetch();
     assert!(
-        o.stdout().contains("(0 downloaded, 7 already cached)"),
+        o.stdout().contains("(0 downloaded, 8 already cached)"),
         "{}",
         o.stdout()
     );
     assert_eq!(
         server.total_hits(),
-        7,
+        8,
         "a warm fetch asks the server nothing"
     );
     // The build resolves from the same cache and never needs the server again.

@@ -408,13 +408,20 @@ fn the_host_gets_the_rbac_manifest_and_an_admin_kubeconfig() {
         .iter()
         .map(|o| (o["path"].as_str().unwrap(), o["mode"].as_str().unwrap()))
         .collect();
-    assert_eq!(
-        outputs,
-        BTreeMap::from([
-            ("cluster/kubelet-access-rbac.yaml", "0644"),
-            ("host/admin.kubeconfig", "0600")
-        ])
-    );
+    assert_eq!(outputs["cluster/kubelet-access-rbac.yaml"], "0644");
+    assert_eq!(outputs["host/admin.kubeconfig"], "0600");
+    // Every file beside the seeds is in the manifest, and nothing else is.
+    let mut beside: Vec<String> = Vec::new();
+    for dir in ["cluster", "host", "launch"] {
+        if arch.join(dir).is_dir() {
+            for f in common::fs::files_under(&arch.join(dir)) {
+                beside.push(format!("{dir}/{}", f.display()));
+            }
+        }
+    }
+    beside.sort();
+    let listed: Vec<String> = outputs.keys().map(|k| k.to_string()).collect();
+    assert_eq!(listed, beside);
 }
 
 #[test]

@@ -8,9 +8,11 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use super::inputs::{self, epoch_from_env};
 use super::output::{print, println};
-use super::{BuildArgs, FetchArgs, PkiArgs, PlanArgs, SeedIsoArgs};
+use super::{BuildArgs, FetchArgs, HostSetupArgs, LaunchArgs, PkiArgs, PlanArgs, SeedIsoArgs};
 use crate::build::{self, BuildOptions, BuildReport};
+use crate::host::{self, HostKind, HostNet, SetupAction, SetupOptions};
 use crate::iso::{self, IsoData, IsoFile, IsoOptions};
+use crate::launch::{self, Action, LaunchOptions};
 use crate::pki::{self, PkiMode};
 use crate::plan;
 use crate::profile::{self, Arch, ProfileError};
@@ -60,6 +62,19 @@ fn summary(report: &BuildReport, out: &Utf8Path) -> String {
             report.overlays_reused.join(", ")
         ));
     }
+    if report.launchers {
+        s.push_str(&format!(
+            "\nhost files in {0}/host, launchers in {0}/launch (VM disks go to {1}/vms/{2})",
+            report.arch_dir,
+            out,
+            report.arch_dir.file_name().unwrap_or_default()
+        ));
+    } else {
+        s.push_str(&format!(
+            "\nhost files in {}/host; no launchers: the profile pins no base-image for this arch",
+            report.arch_dir
+        ));
+    }
     if !report.pki_created.is_empty() {
         s.push_str(&format!(
             "\ncreated {} PKI files in {}",
@@ -89,6 +104,8 @@ pub(super) fn fetch(a: &FetchArgs) -> anyhow::Result<ExitCode> {
     let plan = plan::plan(&prof, a.common.arch.into())?;
     let mut all = plan.artifacts.clone();
     all.extend(plan.pinned_only.iter().cloned());
+    // The VMs' disk image: `launch` needs it, a build does not.
+    all.extend(plan.base_image.iter().cloned());
     let resolved = resolve::resolve(&all, &opts)?;
     let downloaded = resolved
         .iter()
@@ -247,4 +264,67 @@ fn iso_input(p: &Utf8PathBuf, name: Option<&str>) -> anyhow::Result<IsoFile> {
             0o644
         },
     })
+}
+
+pub(super) fn host_setup(a: &HostSetupArgs) -> anyhow::Result<ExitCode> {
+    let kind: HostKind = a.host.map_or_else(HostKind::current, Into::into);
+    let action = if a.print {
+        SetupAction::Print
+    } else if a.undo {
+        SetupAction::Undo
+    } else {
+        SetupAction::Apply
+    };
+    if action != SetupAction::Print && kind != HostKind::current() && a.root.as_str() == "/" {
+        anyhow::bail!(
+            "--host {} on a {} machine: only --print, or --root DIR to write the files elsewhere",
+            match kind {
+                HostKind::Linux => "linux",
+                HostKind::MacOs => "macos",
+            },
+            HostKind::current()
+        );
+    }
+    let prof = profile::load(a.profile.as_deref())?;
+    let plan = plan::plan(&prof, kind.native_arch())?;
+    let net = HostNet::new(&plan, kind);
+    let opts = SetupOptions {
+        action,
+        root: a.root.clone(),
+    };
+    print(&host::setup(&net, &opts)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn launch(a: LaunchArgs) -> anyhow::Result<ExitCode> {
+    let arch: Arch = match a.arch {
+        Some(arch) => arch.into(),
+        None => match std::env::consts::ARCH {
+            "aarch64" => Arch::Arm64,
+            "x86_64" => Arch::Amd64,
+            other => {
+                anyhow::bail!("this machine is {other}: say which VMs with --arch arm64|amd64")
+            }
+        },
+    };
+    let action = if a.dry_run {
+        Action::Print
+    } else if a.stop {
+        Action::Stop
+    } else if a.status {
+        Action::Status
+    } else {
+        Action::Start
+    };
+    launch::launch(&LaunchOptions {
+        out: a.out,
+        arch,
+        target: a.target,
+        action,
+        cache: a.cache.map(Utf8PathBuf::into_std_path_buf),
+        mirrors: a.mirrors,
+        offline: a.offline,
+        quiet: a.quiet,
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

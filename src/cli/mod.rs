@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use camino::Utf8PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::host::HostKind;
 use crate::payload::PayloadKind;
 use crate::profile::Arch;
 use crate::resolve::{Progress, ResolveOptions};
@@ -56,6 +57,16 @@ enum Command {
     /// Work with profiles
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Set up what the host needs for the VMs (bridge, NAT, dnsmasq, /etc/hosts), or show or undo it
+    #[command(
+        after_help = "Example:\n  imagegen host-setup --print          # what it would do, changes nothing\n  sudo imagegen host-setup             # do it (a second run changes nothing)\n  sudo imagegen host-setup --undo      # remove exactly what it added"
+    )]
+    HostSetup(HostSetupArgs),
+    /// Start, stop or look at VMs with the launchers of a build (OUT/ARCH/launch/VM.sh)
+    #[command(
+        after_help = "Example:\n  sudo imagegen launch all            # every VM, in the profile's order\n  imagegen launch worker0 --dry-run    # the disk and QEMU commands a start runs\n  imagegen launch all --status\n  sudo imagegen launch all --stop\n\nEnvironment (read by the scripts): IMAGEGEN_LAUNCH_NIC, IMAGEGEN_LAUNCH_BASE_IMAGE,\nIMAGEGEN_LAUNCH_ACCEL, IMAGEGEN_LAUNCH_FIRMWARE, IMAGEGEN_LAUNCH_LEASES (see OUT/ARCH/launch/common.sh)"
+    )]
+    Launch(LaunchArgs),
     /// Create or complete the cluster's PKI in OUT/pki (what build does when it has none)
     #[command(
         after_help = "Example:\n  imagegen pki                      # out/pki for the built-in profile\n  imagegen pki --profile profiles/my-cluster.yaml --out /tmp/seeds"
@@ -136,6 +147,75 @@ enum ProfileCommand {
     /// Print the built-in profile (a starting point for your own)
     #[command(after_help = "Example:\n  imagegen profile show > profiles/my-cluster.yaml")]
     Show,
+}
+
+#[derive(Args)]
+struct HostSetupArgs {
+    /// Profile file [default: the built-in kthw-1.31]
+    #[arg(long, value_name = "FILE")]
+    profile: Option<Utf8PathBuf>,
+    /// The kind of host [default: this machine's]
+    #[arg(long, value_enum)]
+    host: Option<HostArg>,
+    /// Print what it does and change nothing
+    #[arg(long, conflicts_with = "undo")]
+    print: bool,
+    /// Remove exactly what earlier runs added
+    #[arg(long)]
+    undo: bool,
+    /// Take every file path under DIR (tests, images); services are then left alone, the network
+    /// steps still act on the current network namespace
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: Utf8PathBuf,
+}
+
+#[derive(Args)]
+struct LaunchArgs {
+    /// A VM of the profile, or `all` (in the profile's order)
+    #[arg(value_name = "VM|all")]
+    target: String,
+    /// Architecture of the VMs [default: this machine's]
+    #[arg(long, value_enum)]
+    arch: Option<ArchArg>,
+    /// The build's output directory
+    #[arg(long, default_value = "out", value_name = "DIR")]
+    out: Utf8PathBuf,
+    /// Print the commands a start runs (disk creation, QEMU) and run nothing
+    #[arg(long, conflicts_with_all = ["stop", "status"])]
+    dry_run: bool,
+    /// Stop the VMs (QEMU ends: the guests power off without a shutdown)
+    #[arg(long, conflicts_with = "status")]
+    stop: bool,
+    /// For each VM: running or not, its pid, its address from the DHCP lease, cloud-init's state
+    #[arg(long)]
+    status: bool,
+    /// Cache to fetch the base image into [default: the cache the build used]
+    #[arg(long, value_name = "DIR")]
+    cache: Option<Utf8PathBuf>,
+    /// Mirror with the upstream host/path layout, tried before upstream (repeatable, in order)
+    #[arg(long = "mirror", value_name = "URL")]
+    mirrors: Vec<String>,
+    /// Never use the network for the base image
+    #[arg(long)]
+    offline: bool,
+    /// No download progress
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum HostArg {
+    Linux,
+    Macos,
+}
+
+impl From<HostArg> for HostKind {
+    fn from(h: HostArg) -> Self {
+        match h {
+            HostArg::Linux => HostKind::Linux,
+            HostArg::Macos => HostKind::MacOs,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -298,5 +378,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Profile(ProfileCommand::Check { file }) => commands::profile_check(&file),
         Command::Profile(ProfileCommand::Show) => commands::profile_show(),
         Command::Pki(a) => commands::pki(&a),
+        Command::HostSetup(a) => commands::host_setup(&a),
+        Command::Launch(a) => commands::launch(a),
     }
 }

@@ -18,7 +18,9 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::profile::{self, Arch, Cluster, Cni, Component, ComponentKey, Profile, Role};
+use crate::profile::{
+    self, Arch, Cluster, Cni, Component, ComponentKey, Profile, Role, VmResources,
+};
 
 pub use render::render_text;
 
@@ -129,6 +131,8 @@ pub struct VmPlan {
     pub address: Ipv4Addr,
     /// Prefix length of the host network, for static addressing.
     pub prefix_len: u8,
+    /// vCPUs, memory and disk size of the VM (the profile's `resources` for its role).
+    pub resources: VmResources,
     pub pod_cidr: Option<Ipv4Net>,
     pub taints: Vec<Taint>,
 }
@@ -181,6 +185,9 @@ pub struct Plan {
     /// Pinned but installed by no role of this profile (etcd and the server binaries when it
     /// has no control node).
     pub pinned_only: Vec<Artifact>,
+    /// The disk image every VM starts from (`launch`), when the profile pins one for this arch.
+    /// No seed carries it and a build never fetches it.
+    pub base_image: Option<Artifact>,
     pub roles: Vec<RolePlan>,
 }
 
@@ -208,6 +215,7 @@ pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
         match k {
             ComponentKey::CniPlugins => cni == Cni::Bridge,
             ComponentKey::Etcd | ComponentKey::KubernetesServer => has_control,
+            ComponentKey::BaseImage => false,
             _ => true,
         }
     };
@@ -226,12 +234,15 @@ pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
 
     let mut artifacts = Vec::new();
     let mut pinned_only = Vec::new();
+    let mut base_image = None;
     for c in &profile.components {
         let Some(digest) = c.digests.get(&arch) else {
             continue;
         };
         let a = artifact(c, arch, digest);
-        if needed(c.key) {
+        if c.key == ComponentKey::BaseImage {
+            base_image = Some(a);
+        } else if needed(c.key) {
             artifacts.push(a);
         } else {
             pinned_only.push(a);
@@ -249,6 +260,7 @@ pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
             mac: n.mac.clone(),
             address: n.address,
             prefix_len: host.prefix_len(),
+            resources: profile.resources.of(n.role),
             pod_cidr: if n.role.is_kubernetes_node() {
                 profile.pod_cidr_of(n.id)
             } else {
@@ -298,6 +310,7 @@ pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
         vms,
         artifacts,
         pinned_only,
+        base_image,
         roles,
     })
 }

@@ -48,8 +48,8 @@ fn render_vms(s: &mut String, plan: &Plan) {
     let _ = writeln!(s, "\nVMs:");
     let _ = writeln!(
         s,
-        "  {:<10} {:>3}  {:<8} {:<17}  {:<15}  {:<13}  taints",
-        "name", "id", "role", "mac", "address", "pod cidr"
+        "  {:<10} {:>3}  {:<8} {:<17}  {:<15}  {:<13}  {:<14}  taints",
+        "name", "id", "role", "mac", "address", "pod cidr", "cpus/mem/disk"
     );
     for v in &plan.vms {
         let taints: Vec<String> = v
@@ -57,9 +57,10 @@ fn render_vms(s: &mut String, plan: &Plan) {
             .iter()
             .map(|t| format!("{}:{}", t.key, t.effect))
             .collect();
+        let r = v.resources;
         let _ = writeln!(
             s,
-            "  {:<10} {:>3}  {:<8} {:<17}  {:<15}  {:<13}  {}",
+            "  {:<10} {:>3}  {:<8} {:<17}  {:<15}  {:<13}  {:<14}  {}",
             v.name,
             v.id,
             v.role.as_str(),
@@ -68,6 +69,7 @@ fn render_vms(s: &mut String, plan: &Plan) {
             v.pod_cidr
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "-".into()),
+            format!("{}/{}/{}", r.cpus, r.memory, r.disk),
             if taints.is_empty() {
                 "-".to_string()
             } else {
@@ -89,6 +91,13 @@ fn render_components(s: &mut String, plan: &Plan) {
             s,
             "  {} {}{}\n    {}\n    {}",
             a.component, a.version, note, a.url, a.digest
+        );
+    }
+    if let Some(a) = &plan.base_image {
+        let _ = writeln!(
+            s,
+            "  {} {}  (the VMs' disk, for launch; not in any seed)\n    {}\n    {}",
+            a.component, a.version, a.url, a.digest
         );
     }
 }

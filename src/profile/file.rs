@@ -21,6 +21,8 @@ pub(super) struct ProfileFile {
     pub cluster: ClusterFile,
     pub nodes: Vec<NodeFile>,
     pub components: ComponentsFile,
+    #[serde(default)]
+    pub resources: ResourcesFile,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +97,9 @@ pub(super) struct ComponentsFile {
     #[serde(rename = "kubernetes-server")]
     pub kubernetes_server: Option<ComponentFile>,
     pub etcd: Option<ComponentFile>,
+    /// The VMs' disk image (`launch`), not part of any seed.
+    #[serde(rename = "base-image")]
+    pub base_image: Option<ComponentFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,4 +118,22 @@ pub(super) struct CniComponentFile {
     pub spec_version: S<String>,
     pub url: S<String>,
     pub digests: BTreeMap<String, S<String>>,
+}
+
+/// `resources`: what each role's VMs get from the host. A role left out, or a key left out of
+/// a role, takes the guide's value (`validate` fills them in).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct ResourcesFile {
+    pub gateway: RoleResourcesFile,
+    pub control: RoleResourcesFile,
+    pub worker: RoleResourcesFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RoleResourcesFile {
+    pub cpus: Option<S<u32>>,
+    pub memory: Option<S<String>>,
+    pub disk: Option<S<String>>,
 }

@@ -7,6 +7,7 @@
 
 mod error;
 mod file;
+mod resources;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +21,7 @@ use crate::digest::Digest;
 use crate::fsutil;
 
 pub use error::{Problem, ProfileError};
+pub use resources::{Resources, Size, VmResources};
 
 /// The guide's cluster, compiled in so `imagegen build` works from any directory.
 pub const BUILTIN_NAME: &str = "kthw-1.31";
@@ -112,6 +114,9 @@ pub enum ComponentKey {
     KubernetesServer,
     #[serde(rename = "etcd")]
     Etcd,
+    /// The Ubuntu cloud image every VM's disk starts from (`launch`); no seed carries it.
+    #[serde(rename = "base-image")]
+    BaseImage,
 }
 
 impl ComponentKey {
@@ -124,6 +129,7 @@ impl ComponentKey {
             ComponentKey::KubernetesNode => "kubernetes-node",
             ComponentKey::KubernetesServer => "kubernetes-server",
             ComponentKey::Etcd => "etcd",
+            ComponentKey::BaseImage => "base-image",
         }
     }
 }
@@ -144,6 +150,7 @@ pub struct Profile {
     pub cluster: Cluster,
     pub nodes: Vec<Node>,
     pub components: Vec<Component>,
+    pub resources: Resources,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -41,6 +41,11 @@ impl Stamp {
     }
 }
 
+/// Where the cache under `root` keeps the file pinned by `d`, whether it is there or not.
+pub(super) fn entry_path(root: &Path, d: &Digest) -> PathBuf {
+    root.join(d.algo().name()).join(d.hex())
+}
+
 pub(super) struct Cache {
     root: PathBuf,
     tmp: PathBuf,
@@ -57,7 +62,7 @@ impl Cache {
     }
 
     fn entry(&self, d: &Digest) -> PathBuf {
-        self.root.join(d.algo().name()).join(d.hex())
+        entry_path(&self.root, d)
     }
 
     /// A new file in `<cache>/tmp/` (owner-only, as before it is known to be the pinned file),

@@ -1,7 +1,7 @@
 //! The `resolve` stage: turns pinned [`Artifact`]s into verified files in a content-addressed
 //! cache, fetching what is missing from mirrors or upstream. This file is the stage's whole public
-//! face ([`resolve`], [`import_files`], [`cache_dir`], [`mirror_url`] and their types); the
-//! concerns behind it have a file each:
+//! face ([`resolve`], [`import_files`], [`cache_dir`], [`cache_path`], [`mirror_url`] and their
+//! types); the concerns behind it have a file each:
 //!
 //! - `cache`: the cache entries and their "last verified" stamps;
 //! - `import`: hand-downloaded files into the cache (`imagegen cache import`);
@@ -165,6 +165,12 @@ pub fn resolve(artifacts: &[Artifact], opts: &ResolveOptions) -> Result<Vec<Reso
             _ => unreachable!("report::check fails on anything not ready"),
         })
         .collect())
+}
+
+/// Where the cache in `cache_dir` keeps (or will keep) the verified file pinned by `digest`:
+/// `<cache>/<algo>/<hex>`. Nothing is checked or fetched.
+pub fn cache_path(cache_dir: &std::path::Path, digest: &Digest) -> PathBuf {
+    cache::entry_path(cache_dir, digest)
 }
 
 /// The cache directory of a run: `explicit` (`--cache DIR`) when given, else

@@ -80,6 +80,8 @@ pub fn build(dir: &Path, arch: &str, edit: &dyn Fn(String) -> String) -> Mirror 
         (format!("dl.k8s.io/v1.31.0/kubernetes-node-linux-{arch}.tar.gz"), node, "kubernetes-node", true),
         (format!("dl.k8s.io/v1.31.0/kubernetes-server-linux-{arch}.tar.gz"), server, "kubernetes-server", true),
         (format!("github.com/etcd-io/etcd/releases/download/v3.5.15/etcd-v3.5.15-linux-{arch}.tar.gz"), etcd, "etcd", false),
+        // Only `fetch` and `launch` read it; no test boots it.
+        (format!("cloud-images.ubuntu.com/releases/jammy/release-20250305/ubuntu-22.04-server-cloudimg-{arch}.img"), format!("stand-in for the {arch} cloud image\n").into_bytes(), "base-image", false),
     ];
     let root = dir.join("mirror");
     let base = fs_err::read_to_string(super::root().join("profiles/kthw-1.31.yaml")).unwrap();

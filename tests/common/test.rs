@@ -122,6 +122,34 @@ impl Test {
             .map(|(_, v)| v.as_deref())
     }
 
+    /// The paths a run's output is normalized by, most specific first.
+    fn filters(&self) -> Vec<(String, &'static str)> {
+        let cache = match self.env_set("IMAGEGEN_CACHE") {
+            Some(Some(dir)) => Some(self.cwd.join(dir)),
+            Some(None) => None,
+            None => Some(self.cache()),
+        };
+        let mut filters = Vec::new();
+        if let Some(cache) = cache {
+            add_filter(&mut filters, &cache, "[CACHE]");
+        }
+        add_filter(&mut filters, self.temp(), "[TEMP]");
+        add_filter(&mut filters, root(), "[ROOT]");
+        // The most specific path first: the cache may sit inside the temp dir, which may sit
+        // inside the repository.
+        filters.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+        filters
+    }
+
+    /// `text` (a file the binary wrote, say) normalized as this test's runs are.
+    pub fn normalize(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for (from, to) in &self.filters() {
+            text = text.replace(from.as_str(), to);
+        }
+        text
+    }
+
     /// Runs the binary and waits for it.
     pub fn run(self) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagegen"));
@@ -155,21 +183,7 @@ impl Test {
             .unwrap_or_else(|e| panic!("waiting for {cmd:?}: {e}"));
         feeder.join().unwrap();
 
-        let cache = match self.env_set("IMAGEGEN_CACHE") {
-            Some(Some(dir)) => Some(self.cwd.join(dir)),
-            Some(None) => None,
-            None => Some(self.cache()),
-        };
-        let mut filters = Vec::new();
-        if let Some(cache) = cache {
-            add_filter(&mut filters, &cache, "[CACHE]");
-        }
-        add_filter(&mut filters, self.temp(), "[TEMP]");
-        add_filter(&mut filters, root(), "[ROOT]");
-        // The most specific path first: the cache may sit inside the temp dir, which may sit
-        // inside the repository.
-        filters.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
-
+        let filters = self.filters();
         Output {
             command: format!(
                 "imagegen {}",

@@ -69,6 +69,15 @@ pub(super) fn check(
             None => {}
         }
     }
+    if let Some(f) = &cp.base_image {
+        list.push(component(
+            c,
+            ComponentKey::BaseImage,
+            &f.version,
+            &f.url,
+            &f.digests,
+        ));
+    }
     if let Some(server) = &cp.kubernetes_server {
         // One release: the API server, the controllers and the kubelets must agree.
         if server.version.value != node.version.value {

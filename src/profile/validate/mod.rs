@@ -1,10 +1,11 @@
 //! The second parsing pass: the meaning of a well-formed profile file. Each section (cluster,
-//! nodes, components) is checked in its own file; every problem is recorded, with the location
+//! nodes, components, resources) is checked in its own file; every problem is recorded, with the location
 //! of its value, and reported together, so one run of `profile check` shows them all.
 
 mod cluster;
 mod components;
 mod nodes;
+mod resources;
 
 use std::net::Ipv4Addr;
 
@@ -97,6 +98,7 @@ pub(super) fn validate(raw: ProfileFile, file: &str) -> Result<Profile, ProfileE
     let nodes = nodes::check(&mut c, &raw.nodes, &ranges);
     let has_control = raw.nodes.iter().any(|n| n.role == Role::Control);
     let components = components::check(&mut c, &raw.components, raw.cluster.cni, has_control);
+    let resources = resources::check(&mut c, &raw.resources);
 
     let cluster = ranges.into_cluster(&raw.cluster, components.cni_spec_version);
     match cluster {
@@ -106,6 +108,7 @@ pub(super) fn validate(raw: ProfileFile, file: &str) -> Result<Profile, ProfileE
             cluster,
             nodes,
             components: components.list,
+            resources,
         }),
         _ => {
             // Every range is known when no problem was recorded; this is a safety net.

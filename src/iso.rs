@@ -5,20 +5,26 @@
 //! files into multiple extents).
 //!
 //! Names:
-//! - Rock Ridge (NM) and Joliet carry the exact name. Names are 1..=64 printable ASCII characters
-//!   (64 is Joliet's limit; longer names are an error rather than truncated, because a silently
-//!   shortened name would no longer be found by cloud-init on Joliet-only readers). `/ \ : ; * ?`,
-//!   control characters, `.`/`..` and a trailing dot or space are rejected: Joliet forbids the former,
-//!   and Linux/Windows strip trailing dots from Joliet names. Names differing only in case are
-//!   rejected because macOS and Windows compare Joliet names case-insensitively.
+//! - Rock Ridge (NM) carries the exact name, what Linux and libarchive read. Names are 1..=255
+//!   printable ASCII characters (Linux's NAME_MAX). `/ \ : ; * ?`, control characters,
+//!   `.`/`..` and a trailing dot or space are rejected: Joliet forbids the former, and
+//!   Linux/Windows strip trailing dots from Joliet names. Names differing only in case are
+//!   rejected because macOS and Windows compare Joliet names case-insensitively. A name whose NM
+//!   entry does not fit in its 255-byte directory record (past about 140 characters) goes to the
+//!   Rock Ridge continuation area, in two NM entries past 250 characters.
+//! - Joliet carries the exact name up to its limit of 64 characters. A longer name is cut to 64
+//!   there only, as genisoimage and xorriso do: its start and its extension (up to 16
+//!   characters), with `~1`, `~2`... before the extension when two cut names would be equal
+//!   (case aside), numbered in name order. The Joliet directory is sorted by these names.
 //! - The plain ISO 9660 name is level 1 (8.3 d-characters, e.g. `USER_DAT.;1`), the most portable form;
 //!   collisions get a numeric suffix in the base (`USER_DA1.;1`), assigned in name order.
 //!
 //! Layout (sectors of 2048 bytes): 0-15 system area (zeros), 16 primary VD, 17 Joliet SVD,
-//! 18 terminator, 19-22 L/M path tables (primary, then Joliet), the primary root directory, one
-//! Rock Ridge continuation sector holding the ER entry (too large for the root "." record; it must
-//! come after the directory because libarchive reads strictly forward), the Joliet root directory
-//! and the file data, each file starting on a sector boundary. The Rock Ridge
+//! 18 terminator, 19-22 L/M path tables (primary, then Joliet), the primary root directory, the
+//! Rock Ridge continuation sectors holding the ER entry (too large for the root "." record) and
+//! the NM entries of very long names (they must come after the directory because libarchive reads
+//! strictly forward; no continuation area crosses a sector), the Joliet root directory and the
+//! file data, each file starting on a sector boundary. The Rock Ridge
 //! entries follow RRIP 1.10 framing (`RRIP_1991A`, 36-byte PX), which is what genisoimage and
 //! xorriso write and what every reader accepts.
 //!
@@ -33,7 +39,14 @@ use std::path::{Path, PathBuf};
 use crate::fsutil;
 
 const SECTOR: usize = 2048;
-const MAX_NAME: usize = 64;
+/// Linux's NAME_MAX, and what two Rock Ridge NM entries hold.
+const MAX_NAME: usize = 255;
+/// Joliet's limit in UCS-2 characters.
+const JOLIET_MAX: usize = 64;
+/// The longest extension a shortened Joliet name keeps.
+const JOLIET_MAX_EXT: usize = 16;
+/// The name bytes one NM entry holds (its length field is one byte, 5 of it header).
+const NM_MAX: usize = 250;
 const MAX_VOLID: usize = 16;
 /// Sectors before the primary root directory: system area, 3 descriptors, 4 path tables.
 const FIXED_SECTORS: usize = 23;
@@ -71,6 +84,10 @@ struct Entry<'a> {
     file: &'a IsoFile,
     size: u32,
     iso_name: Vec<u8>,
+    joliet_name: String,
+    /// Where this file's NM entries are in the continuation area, when not in its record:
+    /// byte offset from the area's start and length.
+    nm_in_ce: Option<(u32, u32)>,
     extent: u32,
 }
 
@@ -87,6 +104,7 @@ pub fn write_iso(dest: &Path, opts: &IsoOptions, files: &[IsoFile]) -> Result<()
     let (date7, date17) = dates(opts.timestamp)?;
     let mut entries = checked_entries(files)?;
     assign_iso_names(&mut entries);
+    assign_joliet_names(&mut entries);
     let layout = Layout::place(&mut entries, &date7)?;
     let header = header(&opts.volume_id, &layout, &date7, &date17);
 
@@ -130,6 +148,8 @@ fn checked_entries(files: &[IsoFile]) -> Result<Vec<Entry<'_>>> {
             file,
             size,
             iso_name: Vec::new(),
+            joliet_name: String::new(),
+            nm_in_ce: None,
             extent: 0,
         });
     }
@@ -145,25 +165,29 @@ fn checked_entries(files: &[IsoFile]) -> Result<Vec<Entry<'_>>> {
     Ok(entries)
 }
 
-/// Where everything after the fixed sectors goes, and the two root directories' bytes.
+/// Where everything after the fixed sectors goes, and the root directories' and the
+/// continuation area's bytes.
 struct Layout {
     primary_root: u32,
     joliet_root: u32,
     total_sectors: u32,
     primary: Vec<u8>,
+    ce_area: Vec<u8>,
     joliet: Vec<u8>,
 }
 
 impl Layout {
-    /// Places the directories and then each file's data (setting its extent).
+    /// Places the directories, the continuation area and then each file's data (setting its
+    /// extent).
     fn place(entries: &mut [Entry], date7: &[u8; 7]) -> Result<Self> {
+        let ce_area = continuation_area(entries, date7);
         // Directory sizes do not depend on extents, so a dry run with placeholder extents fixes
         // the layout.
         let primary_len = primary_dir(entries, 0, 0, date7).len();
         let joliet_len = joliet_dir(entries, 0, date7).len();
         let primary_root = FIXED_SECTORS as u32;
         let ce_sector = primary_root + (primary_len / SECTOR) as u32;
-        let joliet_root = ce_sector + 1;
+        let joliet_root = ce_sector + (ce_area.len() / SECTOR) as u32;
         let mut next = joliet_root + (joliet_len / SECTOR) as u32;
         for e in entries.iter_mut() {
             // Empty files point at the next free sector with length 0, as genisoimage does.
@@ -177,6 +201,7 @@ impl Layout {
             joliet_root,
             total_sectors: next,
             primary: primary_dir(entries, primary_root, ce_sector, date7),
+            ce_area,
             joliet: joliet_dir(entries, joliet_root, date7),
         })
     }
@@ -229,9 +254,7 @@ fn write_image(
     let write_err = || format!("writing ISO temp file for {}", dest.display());
     out.write_all(header).with_context(write_err)?;
     out.write_all(&layout.primary).with_context(write_err)?;
-    let mut ce_area = er_entry();
-    ce_area.resize(SECTOR, 0);
-    out.write_all(&ce_area).with_context(write_err)?;
+    out.write_all(&layout.ce_area).with_context(write_err)?;
     out.write_all(&layout.joliet).with_context(write_err)?;
     let zeros = [0u8; SECTOR];
     for e in entries {
@@ -279,7 +302,7 @@ fn check_name(name: &str) -> Result<()> {
     }
     ensure!(
         name.len() <= MAX_NAME,
-        "ISO file name '{name}' is {} characters; Joliet allows at most {MAX_NAME}",
+        "ISO file name '{name}' is {} characters; Rock Ridge (and Linux) allow at most {MAX_NAME}",
         name.len()
     );
     ensure!(
@@ -324,26 +347,109 @@ fn assign_iso_names(entries: &mut [Entry]) {
     }
 }
 
+/// Joliet names: the name itself up to 64 characters; a longer one cut to its start and its
+/// extension, made unique (case aside) with `~N` in name order. Names that fit keep priority.
+fn assign_joliet_names(entries: &mut [Entry]) {
+    let mut used: HashSet<String> = entries
+        .iter()
+        .filter(|e| e.file.name.len() <= JOLIET_MAX)
+        .map(|e| e.file.name.to_ascii_lowercase())
+        .collect();
+    for e in entries.iter_mut() {
+        let name = e.file.name.as_str();
+        if name.len() <= JOLIET_MAX {
+            e.joliet_name = name.to_string();
+            continue;
+        }
+        let ext = match name.rfind('.') {
+            Some(i)
+                if i > 0
+                    && name.len() - i <= JOLIET_MAX_EXT
+                    && name[i + 1..]
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+            {
+                &name[i..]
+            }
+            _ => "",
+        };
+        let stem = &name[..name.len() - ext.len()];
+        for n in 0u32.. {
+            let suffix = if n == 0 {
+                String::new()
+            } else {
+                format!("~{n}")
+            };
+            let keep = JOLIET_MAX - ext.len() - suffix.len();
+            // A cut that ends in '.' or ' ' would be stripped by readers.
+            let base = stem[..keep].trim_end_matches(['.', ' ']);
+            let candidate = format!("{base}{suffix}{ext}");
+            if used.insert(candidate.to_ascii_lowercase()) {
+                e.joliet_name = candidate;
+                break;
+            }
+        }
+    }
+}
+
+/// The record of a file in the primary directory: its Rock Ridge PX, TF and either its NM or a
+/// CE pointing at its NM entries in the continuation area (which starts at `ce_sector`).
+fn file_record(e: &Entry, ce_sector: u32, date7: &[u8; 7]) -> Vec<u8> {
+    let mut su = [px(0o100000 | e.file.mode, 1), tf(date7)].concat();
+    match e.nm_in_ce {
+        None => su.extend(nm(e.file.name.as_bytes())),
+        Some((offset, len)) => su.extend(ce(
+            ce_sector + offset / SECTOR as u32,
+            offset % SECTOR as u32,
+            len,
+        )),
+    }
+    dir_record(&e.iso_name, e.extent, e.size, false, date7, &su)
+}
+
+/// The Rock Ridge continuation area in whole sectors: the ER entry, then the NM entries of
+/// each name too long for its record (setting `nm_in_ce`), none crossing a sector.
+fn continuation_area(entries: &mut [Entry], date7: &[u8; 7]) -> Vec<u8> {
+    let mut area = er_entry();
+    for e in entries.iter_mut() {
+        let name = e.file.name.as_bytes();
+        // PX and TF, and NM with its 5-byte header.
+        let su_len = px(0, 0).len() + tf(date7).len() + 5 + name.len();
+        if record_len(&e.iso_name, su_len) <= 255 {
+            e.nm_in_ce = None;
+            continue;
+        }
+        let nms: Vec<u8> = name
+            .chunks(NM_MAX)
+            .enumerate()
+            .flat_map(|(i, part)| {
+                // Flag 1 (CONTINUE): the name goes on in the next NM entry.
+                let more = (i + 1) * NM_MAX < name.len();
+                susp(b"NM", &[&[u8::from(more)][..], part].concat())
+            })
+            .collect();
+        if area.len() % SECTOR + nms.len() > SECTOR {
+            area.resize(area.len().next_multiple_of(SECTOR), 0);
+        }
+        e.nm_in_ce = Some((area.len() as u32, nms.len() as u32));
+        area.extend(nms);
+    }
+    area.resize(area.len().next_multiple_of(SECTOR), 0);
+    area
+}
+
 fn primary_dir(entries: &[Entry], root: u32, ce_sector: u32, date7: &[u8; 7]) -> Vec<u8> {
     let mut sorted: Vec<&Entry> = entries.iter().collect();
     sorted.sort_by(|a, b| a.iso_name.cmp(&b.iso_name));
     let files: Vec<Vec<u8>> = sorted
         .iter()
-        .map(|e| {
-            let su = [
-                px(0o100000 | e.file.mode, 1),
-                tf(date7),
-                nm(e.file.name.as_bytes()),
-            ]
-            .concat();
-            dir_record(&e.iso_name, e.extent, e.size, false, date7, &su)
-        })
+        .map(|e| file_record(e, ce_sector, date7))
         .collect();
     let dot_su = [
         sp(),
         px(0o040755, 2),
         tf(date7),
-        ce(ce_sector, er_entry().len() as u32),
+        ce(ce_sector, 0, er_entry().len() as u32),
     ]
     .concat();
     let dotdot_su = [px(0o040755, 2), tf(date7)].concat();
@@ -356,12 +462,13 @@ fn primary_dir(entries: &[Entry], root: u32, ce_sector: u32, date7: &[u8; 7]) ->
 }
 
 fn joliet_dir(entries: &[Entry], root: u32, date7: &[u8; 7]) -> Vec<u8> {
-    let files: Vec<Vec<u8>> = entries
+    let mut sorted: Vec<&Entry> = entries.iter().collect();
+    sorted.sort_by(|a, b| a.joliet_name.cmp(&b.joliet_name));
+    let files: Vec<Vec<u8>> = sorted
         .iter()
         .map(|e| {
             let id: Vec<u8> = e
-                .file
-                .name
+                .joliet_name
                 .encode_utf16()
                 .flat_map(u16::to_be_bytes)
                 .collect();
@@ -396,6 +503,12 @@ fn pack<'a>(records: impl Iterator<Item = &'a Vec<u8>>) -> Vec<u8> {
     out
 }
 
+/// The length of a directory record with identifier `id` and `su_len` bytes of system use.
+fn record_len(id: &[u8], su_len: usize) -> usize {
+    // 33 fixed bytes, the id, a pad byte after an even-length id, and a pad to an even length.
+    (33 + id.len() + usize::from(id.len().is_multiple_of(2)) + su_len).next_multiple_of(2)
+}
+
 fn dir_record(id: &[u8], extent: u32, size: u32, dir: bool, date7: &[u8; 7], su: &[u8]) -> Vec<u8> {
     let mut r = vec![0u8; 33];
     r[2..10].copy_from_slice(&both32(extent));
@@ -412,7 +525,10 @@ fn dir_record(id: &[u8], extent: u32, size: u32, dir: bool, date7: &[u8; 7], su:
     if r.len() % 2 == 1 {
         r.push(0);
     }
-    // Names are at most 64 ASCII characters, so a record is at most 33+12+1+36+26+69 = 177 bytes.
+    // Callers keep records within 255 bytes: a Rock Ridge name that would not fit goes to the
+    // continuation area, a Joliet name has at most 64 characters (33 + 128 + 1 bytes).
+    debug_assert_eq!(r.len(), record_len(id, su.len()));
+    debug_assert!(r.len() <= 255, "directory record of {} bytes", r.len());
     r[0] = r.len() as u8;
     r
 }
@@ -549,8 +665,11 @@ fn nm(name: &[u8]) -> Vec<u8> {
     susp(b"NM", &[&[0][..], name].concat())
 }
 
-fn ce(extent: u32, len: u32) -> Vec<u8> {
-    susp(b"CE", &[both32(extent), both32(0), both32(len)].concat())
+fn ce(extent: u32, offset: u32, len: u32) -> Vec<u8> {
+    susp(
+        b"CE",
+        &[both32(extent), both32(offset), both32(len)].concat(),
+    )
 }
 
 fn er_entry() -> Vec<u8> {
@@ -592,7 +711,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_names_with_clear_errors() {
-        let long = "a".repeat(65);
+        let long = "a".repeat(256);
         for (name, want) in [
             ("", "empty"),
             ("a/b", "'/'"),
@@ -601,7 +720,7 @@ mod tests {
             ("a:b", "':'"),
             ("ü", "'ü'"),
             ("tab\there", "'\\t'"),
-            (long.as_str(), "at most 64"),
+            (long.as_str(), "at most 255"),
             (".", "'.'/'..'"),
             ("..", "'.'/'..'"),
             ("trailing.", "ends with"),
@@ -701,15 +820,7 @@ mod tests {
             "abcdefghij.klmno",
         ];
         let files: Vec<IsoFile> = names.iter().map(|n| file(n)).collect();
-        let mut entries: Vec<Entry> = files
-            .iter()
-            .map(|f| Entry {
-                file: f,
-                size: 1,
-                iso_name: Vec::new(),
-                extent: 0,
-            })
-            .collect();
+        let mut entries: Vec<Entry> = files.iter().map(|f| entry(f)).collect();
         entries.sort_by(|a, b| a.file.name.cmp(&b.file.name));
         assign_iso_names(&mut entries);
         let got: Vec<(&str, String)> = entries
@@ -733,6 +844,89 @@ mod tests {
                 ("x", "X.;1".into()),
             ]
         );
+    }
+
+    fn entry(f: &IsoFile) -> Entry<'_> {
+        Entry {
+            file: f,
+            size: 1,
+            iso_name: Vec::new(),
+            joliet_name: String::new(),
+            nm_in_ce: None,
+            extent: 0,
+        }
+    }
+
+    /// The Joliet names of `names` (given in any order), in name order.
+    fn joliet_names(names: &[String]) -> Vec<String> {
+        let files: Vec<IsoFile> = names.iter().map(|n| file(n)).collect();
+        let mut entries: Vec<Entry> = files.iter().map(entry).collect();
+        entries.sort_by(|a, b| a.file.name.cmp(&b.file.name));
+        assign_joliet_names(&mut entries);
+        entries.into_iter().map(|e| e.joliet_name).collect()
+    }
+
+    #[test]
+    fn long_names_are_cut_for_joliet_only_uniquely_and_keep_their_extension() {
+        let p = format!("payload-{}-", "p".repeat(60));
+        let names = vec![
+            format!("{p}aaa.cpio.gz"),
+            format!("{p}bbb.cpio.gz"),
+            format!("{p}ccc.cpio.gz"),
+            "x".repeat(64),
+            "y".repeat(65),
+            format!("{}.{}", "z".repeat(60), "e".repeat(20)),
+        ];
+        let got = joliet_names(&names);
+        let cut = &p[..61];
+        assert_eq!(
+            got,
+            [
+                format!("{cut}.gz"),
+                format!("{}~1.gz", &p[..59]),
+                format!("{}~2.gz", &p[..59]),
+                "x".repeat(64),
+                "y".repeat(64),
+                "z".repeat(60) + ".eee",
+            ]
+        );
+        assert!(got.iter().all(|n| n.len() <= 64));
+        // A short name keeps its own name even when a cut would produce it.
+        let short = format!("{cut}.gz");
+        let got = joliet_names(&[format!("{p}aaa.cpio.gz"), short.clone()]);
+        assert_eq!(got, [short, format!("{}~1.gz", &p[..59])]);
+        // A cut never ends in '.' or ' '.
+        let got = joliet_names(&[format!("{}. {}", "d".repeat(62), "x".repeat(10))]);
+        assert_eq!(got, ["d".repeat(62)]);
+    }
+
+    #[test]
+    fn names_too_long_for_their_record_go_to_the_continuation_area() {
+        // 33 + 11 (`MMMMMMMM.;1`) + 36 (PX) + 26 (TF) + 5 + 143 = 254 bytes fit; one more
+        // character makes 255, padded to 256.
+        let names = [
+            "short".to_string(),
+            "m".repeat(143),
+            "n".repeat(144),
+            "o".repeat(255),
+        ];
+        let files: Vec<IsoFile> = names.iter().map(|n| file(n)).collect();
+        let mut entries: Vec<Entry> = files.iter().map(entry).collect();
+        assign_iso_names(&mut entries);
+        let area = continuation_area(&mut entries, &[0; 7]);
+        let er = er_entry().len() as u32;
+        let placed: Vec<Option<(u32, u32)>> = entries.iter().map(|e| e.nm_in_ce).collect();
+        assert_eq!(placed[..2], [None, None]);
+        assert_eq!(placed[2], Some((er, 149)));
+        // 255 characters: two NM entries, the first flagged CONTINUE.
+        assert_eq!(placed[3], Some((er + 149, 5 + 250 + 5 + 5)));
+        let at = (er + 149) as usize;
+        assert_eq!(&area[at..at + 5], b"NM\xff\x01\x01");
+        assert_eq!(&area[at + 255..at + 260], b"NM\x0a\x01\x00");
+        assert_eq!(area.len(), SECTOR);
+        for e in &entries {
+            assert!(file_record(e, 30, &[0; 7]).len() <= 255);
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 const HELPERS: &[&str] = &["digest", "fsutil"];
 /// Pipeline order; `build` runs them all, `cli` sits on top.
 const STAGES: &[&str] = &[
-    "profile", "plan", "pki", "resolve", "stage", "payload", "seed", "iso", "build", "cli",
+    "profile", "plan", "pki", "resolve", "stage", "payload", "seed", "nocloud", "iso", "vfat",
+    "build", "cli",
 ];
 
 /// The source files of a module: `src/<module>.rs`, or every `.rs` file under `src/<module>/`

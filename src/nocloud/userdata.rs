@@ -78,7 +78,7 @@ fn gunzipped(kind: Kind, data: &[u8]) -> Vec<Problem> {
         Ok(_) => check(kind, &text)
             .into_iter()
             .map(|mut p| {
-                p.message = format!("{} (in the gunzipped text)", p.message);
+                p.message = format!("in the gunzipped text: {}", p.message);
                 p
             })
             .collect(),
@@ -137,15 +137,12 @@ fn archive(data: &[u8]) -> Vec<Problem> {
 /// Why cloud-init would ignore `data`, with the likely fix.
 fn unknown_format(kind: Kind, data: &[u8]) -> Problem {
     let text = String::from_utf8_lossy(&data[..data.len().min(4096)]);
-    let ignored = format!(
-        "cloud-init ignores a {} in no format it knows",
-        kind.file_name()
-    );
+    let ignored = format!("cloud-init would ignore this {}", kind.file_name());
     if text.starts_with('\u{feff}') {
         return Problem::error(
             1,
             1,
-            format!("starts with a byte-order mark: {ignored}; save it without one so that `#cloud-config` (or another header) comes first"),
+            format!("starts with a byte-order mark, so {ignored}: save it without one, with `#cloud-config` (or another header) as its first bytes"),
         );
     }
     let first = text.lines().next().unwrap_or("").trim_end();
@@ -158,14 +155,16 @@ fn unknown_format(kind: Kind, data: &[u8]) -> Problem {
         return Problem::error(
             1,
             1,
-            format!("first line is `{first}`: {ignored}; it must be exactly `#cloud-config`"),
+            format!(
+                "the first line is `{first}`, so {ignored}: it must be exactly `#cloud-config`"
+            ),
         );
     }
     if let Some(n) = text.lines().position(|l| l.trim_end() == "#cloud-config") {
         return Problem::error(
             n as u64 + 1,
             1,
-            format!("`#cloud-config` must be the very first line: {ignored} otherwise"),
+            format!("`#cloud-config` must be the very first line, or {ignored}"),
         );
     }
     let hint = match yaml::parse(&text) {
@@ -177,7 +176,7 @@ fn unknown_format(kind: Kind, data: &[u8]) -> Problem {
     Problem::error(
         1,
         1,
-        format!("not a format cloud-init knows, and {ignored}: start it with `#cloud-config` (YAML), `#!` (a script), `#include` (URLs) or `#cloud-boothook`, or make it MIME multipart{hint}"),
+        format!("no format cloud-init knows, so {ignored}: start it with `#cloud-config` (YAML), `#!` (a script), `#include` (URLs) or `#cloud-boothook`, or make it MIME multipart{hint}"),
     )
 }
 
@@ -230,7 +229,7 @@ mod tests {
         let m = messages(&gz(b"#cloud-config\nhostnme: x\n"));
         assert_eq!(m.len(), 1, "{m:?}");
         assert!(
-            m[0].starts_with("2:1: ") && m[0].ends_with("(in the gunzipped text)"),
+            m[0].starts_with("2:1: in the gunzipped text: unknown key"),
             "{m:?}"
         );
         let m = messages(&[0x1f, 0x8b, 0, 1, 2]);
@@ -245,7 +244,12 @@ mod tests {
             m[0].clone()
         };
         let m = one(b"hostname: x\n");
-        assert!(m.starts_with("1:1: not a format cloud-init knows"), "{m}");
+        assert!(
+            m.starts_with(
+                "1:1: no format cloud-init knows, so cloud-init would ignore this user-data"
+            ),
+            "{m}"
+        );
         assert!(m.contains("add `#cloud-config` as its first line"), "{m}");
         assert!(one(b"# cloud-config\nhostname: x\n").contains("must be exactly `#cloud-config`"));
         assert!(one(b"#Cloud-Config\n").contains("must be exactly"));

@@ -473,3 +473,22 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Every file of the image with its bytes, by its Rock Ridge name (bsdtar extracts it).
+pub fn extract_files(iso: &Path) -> BTreeMap<String, Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    run(
+        "bsdtar",
+        "libarchive-tools",
+        &[
+            "-xf",
+            iso.to_str().unwrap(),
+            "-C",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    super::fs::read_tree(dir.path())
+        .into_iter()
+        .map(|(p, data)| (p.to_string_lossy().into_owned(), data))
+        .collect()
+}

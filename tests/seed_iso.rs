@@ -499,6 +499,7 @@ fn usage_and_input_errors() {
         &["s.iso", "ud", "md", "net"],
         &["s.iso", "ud", "--user-data", "ud"],
         &["-o", "s.iso", "-"],
+        &["s.iso", "-", "--meta-data", "-"],
         &["-o", "s.iso", "md"],
         &["-o", "s.iso", "user-data", "my-user-data"],
         &["-H", "node1", "s.iso", "ud", "md"],

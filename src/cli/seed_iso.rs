@@ -227,14 +227,42 @@ pub(super) fn run(a: SeedIsoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The output (`None` for stdout) and the files to store, from either form of the arguments.
+/// The output (`None` for stdout) and the files to store, read from either form of the
+/// arguments.
 fn inputs(a: &SeedIsoArgs) -> anyhow::Result<(Option<Utf8PathBuf>, Vec<Input>)> {
-    let mut inputs = Vec::new();
-    let mut named = vec![
-        (Kind::UserData, a.user_data.as_ref()),
-        (Kind::MetaData, a.meta_data.as_ref()),
-        (Kind::NetworkConfig, a.network_config.as_ref()),
-        (Kind::VendorData, a.vendor_data.as_ref()),
+    let (output, files) = arrange(a)?;
+    if files.iter().filter(|(f, _)| *f == "-").count() > 1 {
+        return Err(usage(
+            ErrorKind::ArgumentConflict,
+            "stdin (`-`) can be read only once",
+        )
+        .into());
+    }
+    let mut by_name: HashMap<String, &Utf8Path> = HashMap::new();
+    for (file, name) in &files {
+        if let Some(other) = by_name.insert(name.to_ascii_lowercase(), file) {
+            bail!(
+                "{other} and {file} would both be stored as {name} (names in a seed image differ by more than case)"
+            );
+        }
+    }
+    let inputs = files
+        .into_iter()
+        .map(|(file, name)| input(file, name))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let output = (output != "-").then(|| output.to_path_buf());
+    Ok((output, inputs))
+}
+
+/// The output and each file with the name it is stored under, from either form of the
+/// arguments; nothing is read yet.
+fn arrange(a: &SeedIsoArgs) -> anyhow::Result<(&Utf8Path, Vec<(&Utf8Path, String)>)> {
+    let mut files = Vec::new();
+    let mut named = [
+        (Kind::UserData, a.user_data.as_deref()),
+        (Kind::MetaData, a.meta_data.as_deref()),
+        (Kind::NetworkConfig, a.network_config.as_deref()),
+        (Kind::VendorData, a.vendor_data.as_deref()),
     ];
     let output = match &a.output {
         Some(out) => {
@@ -243,9 +271,9 @@ fn inputs(a: &SeedIsoArgs) -> anyhow::Result<(Option<Utf8PathBuf>, Vec<Input>)> 
                 if Kind::from_file_name(&name).is_some() && f.file_name() != Some(name.as_str()) {
                     eprintln!("note: {f} is stored as {name}");
                 }
-                inputs.push(input(f, name)?);
+                files.push((f.as_path(), name));
             }
-            out.clone()
+            out.as_path()
         }
         None => {
             let mut positional = a.files.iter();
@@ -256,58 +284,31 @@ fn inputs(a: &SeedIsoArgs) -> anyhow::Result<(Option<Utf8PathBuf>, Vec<Input>)> 
                 )
                 .into());
             };
-            for (kind, file) in [Kind::UserData, Kind::MetaData]
-                .into_iter()
-                .zip(positional.by_ref())
-            {
-                let slot = named.iter_mut().find(|(k, _)| *k == kind).map(|(_, s)| s);
-                if let Some(slot @ None) = slot {
-                    *slot = Some(file);
-                } else {
-                    return Err(usage(
-                        ErrorKind::ArgumentConflict,
-                        &format!(
-                            "{file} and --{} both give the {}",
-                            kind.file_name(),
-                            kind.file_name()
-                        ),
-                    )
-                    .into());
+            // cloud-localds' form: the files after OUTPUT are user-data and meta-data.
+            for ((kind, slot), file) in named.iter_mut().zip(positional.by_ref()) {
+                if slot.is_some() {
+                    let n = kind.file_name();
+                    let message = format!("{file} and --{n} both give the {n}");
+                    return Err(usage(ErrorKind::ArgumentConflict, &message).into());
+                }
+                *slot = Some(file.as_path());
+                if *kind == Kind::MetaData {
+                    break;
                 }
             }
             if let Some(extra) = positional.next() {
-                return Err(usage(
-                    ErrorKind::TooManyValues,
-                    &format!(
-                    "unexpected {extra}: the form without -o takes OUTPUT USER-DATA [META-DATA]; to store more files use `-o OUTPUT FILE...`"
-                ),
-                )
-                .into());
+                let message = format!("unexpected {extra}: the form without -o takes OUTPUT USER-DATA [META-DATA]; to store more files use `-o OUTPUT FILE...`");
+                return Err(usage(ErrorKind::TooManyValues, &message).into());
             }
-            out.clone()
+            out.as_path()
         }
     };
     for (kind, file) in named {
         if let Some(f) = file {
-            inputs.push(input(f, kind.file_name().to_string())?);
+            files.push((f, kind.file_name().to_string()));
         }
     }
-    if inputs.iter().filter(|i| i.shown == "-").count() > 1 {
-        bail!("stdin (`-`) can be read only once");
-    }
-    let mut by_name: HashMap<String, &Input> = HashMap::new();
-    for i in &inputs {
-        if let Some(other) = by_name.insert(i.name.to_ascii_lowercase(), i) {
-            bail!(
-                "{} and {} would both be stored as {} (names in a seed image differ by more than case)",
-                other.shown,
-                i.shown,
-                i.name
-            );
-        }
-    }
-    let output = (output != "-").then_some(output);
-    Ok((output, inputs))
+    Ok((output, files))
 }
 
 /// A usage error in clap's own form (exit status 2, usage line), for what clap cannot check.

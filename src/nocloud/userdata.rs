@@ -35,12 +35,18 @@ enum Format {
 }
 
 pub(super) fn check(kind: Kind, data: &[u8]) -> Vec<Problem> {
+    if data.starts_with(&[0x1f, 0x8b]) {
+        return gunzipped(kind, data);
+    }
+    check_text(kind, data)
+}
+
+/// `data` as cloud-init sees it after gunzipping (which it does once: gzip inside gzip is in no
+/// format it knows).
+fn check_text(kind: Kind, data: &[u8]) -> Vec<Problem> {
     // Empty user-data is valid: there is nothing to do.
     if data.is_empty() {
         return Vec::new();
-    }
-    if data.starts_with(&[0x1f, 0x8b]) {
-        return gunzipped(kind, data);
     }
     let head = &data[..data.len().min(4096)];
     if head
@@ -75,7 +81,7 @@ fn gunzipped(kind: Kind, data: &[u8]) -> Vec<Problem> {
             0,
             format!("gunzips to more than {} MiB", MAX_GUNZIPPED >> 20),
         )],
-        Ok(_) => check(kind, &text)
+        Ok(_) => check_text(kind, &text)
             .into_iter()
             .map(|mut p| {
                 p.message = format!("in the gunzipped text: {}", p.message);
@@ -234,6 +240,12 @@ mod tests {
         );
         let m = messages(&[0x1f, 0x8b, 0, 1, 2]);
         assert!(m[0].contains("does not gunzip"), "{m:?}");
+        // cloud-init gunzips once.
+        let m = messages(&gz(&gz(b"#cloud-config\n")));
+        assert!(
+            m[0].contains("in the gunzipped text: no format cloud-init knows"),
+            "{m:?}"
+        );
     }
 
     #[test]

@@ -11,6 +11,9 @@ use serde_saphyr::Spanned;
 
 use super::Problem;
 
+/// How deep collections may nest.
+const MAX_DEPTH: usize = 32;
+
 /// A parsed document: its value as JSON and where each part of it was written.
 pub(crate) struct Doc {
     pub value: Value,
@@ -59,6 +62,12 @@ pub(crate) fn parse(text: &str) -> Result<Doc, Problem> {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
         // PyYAML's safe_load refuses tags it has no constructor for.
         reject_unsupported_tags: true,
+        // Nodes are read recursively: 32 levels (far more than any cloud-config needs) keep
+        // the stack small, for flow collections (`[[...]]`, 255 by default) as for blocks.
+        budget: serde_saphyr::budget! {
+            max_depth: MAX_DEPTH,
+            flow_nesting_limit: MAX_DEPTH,
+        },
     };
     let node: Spanned<Node> =
         serde_saphyr::from_str_with_options(text, options).map_err(|e| yaml_problem(&e))?;
@@ -137,6 +146,8 @@ pub(crate) fn yaml_problem(e: &serde_saphyr::Error) -> Problem {
         .trim_end_matches("; use from_str_multiple or from_str_multiple_with_options");
     let msg = if msg.starts_with("multiple YAML documents") {
         "a second YAML document (`---`); cloud-init reads exactly one".to_string()
+    } else if msg.starts_with("budget breached: Depth") || msg == "recursion limit exceeded" {
+        format!("nested too deep (more than {MAX_DEPTH} levels)")
     } else {
         msg.to_string()
     };
@@ -245,6 +256,25 @@ mod tests {
         assert!(!p.message.contains("DuplicateKeyPolicy"), "{}", p.message);
         let p = parse("a: 1\n---\nb: 1\n").err().unwrap();
         assert!(p.message.contains("second YAML document"), "{}", p.message);
+        let deep: String = (0..100)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        let p = parse(&deep).err().unwrap();
+        assert_eq!(
+            p.message,
+            "invalid YAML: nested too deep (more than 32 levels)"
+        );
+        let p = parse(&format!(
+            "a: {}{}\n",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        ))
+        .err()
+        .unwrap();
+        assert_eq!(
+            p.message,
+            "invalid YAML: nested too deep (more than 32 levels)"
+        );
     }
 
     #[test]

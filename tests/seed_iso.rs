@@ -561,6 +561,18 @@ fn user_data_from_stdin_and_the_image_to_stdout() {
         piped.stdout == file,
         "stdout holds the same image as a file"
     );
+    // A reader that goes away early is its own choice, not a failure.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let closed = std::process::Command::new(env!("CARGO_BIN_EXE_imagegen"))
+        .current_dir(t.temp())
+        .args(["seed-iso", "-", "ud", "md"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&closed.stderr);
+    assert_eq!(closed.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
 }
 
 #[test]

@@ -20,8 +20,12 @@ pub mod stage;
 pub mod payload;
 // (plan + pki + payload -> user-data, meta-data, network-config)
 pub mod seed;
+// (hand-written seed files -> checked, as cloud-init will read them)
+pub mod nocloud;
 // (seed files -> seed.iso)
 pub mod iso;
+// (seed files -> a FAT seed image)
+pub mod vfat;
 // (plan -> what the host needs: dnsmasq, /etc/hosts, bridge, NAT, routes)
 pub mod host;
 // (plan + host -> the VMs' launchers; runs them)

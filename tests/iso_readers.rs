@@ -153,7 +153,7 @@ fn validate_seed_accepts_it() {
     assert!(text.contains("0 problems"), "{text}");
 }
 
-/// clap's usage errors (exit 2) name the missing `--output`.
+/// Usage errors (exit 2, with the usage of both forms) say what is missing or unknown.
 #[test]
 fn cli_rejects_missing_output_and_unknown_options() {
     let mut all = String::new();

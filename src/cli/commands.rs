@@ -3,15 +3,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::inputs::{self, epoch_from_env};
 use super::output::{print, println};
-use super::{BuildArgs, FetchArgs, HostSetupArgs, LaunchArgs, PkiArgs, PlanArgs, SeedIsoArgs};
+use super::{BuildArgs, FetchArgs, HostSetupArgs, LaunchArgs, PkiArgs, PlanArgs};
 use crate::build::{self, BuildOptions, BuildReport};
 use crate::host::{self, HostKind, HostNet, SetupAction, SetupOptions};
-use crate::iso::{self, IsoData, IsoFile, IsoOptions};
 use crate::launch::{self, Action, LaunchOptions};
 use crate::pki::{self, PkiMode};
 use crate::plan;
@@ -200,70 +198,6 @@ pub(super) fn pki(a: &PkiArgs) -> anyhow::Result<ExitCode> {
     }
     print(&text)?;
     Ok(ExitCode::SUCCESS)
-}
-
-pub(super) fn seed_iso(a: &SeedIsoArgs) -> anyhow::Result<ExitCode> {
-    let mut files = Vec::new();
-    let named = [
-        ("user-data", &a.user_data),
-        ("meta-data", &a.meta_data),
-        ("network-config", &a.network_config),
-        ("vendor-data", &a.vendor_data),
-    ];
-    for (name, path) in named {
-        if let Some(p) = path {
-            files.push(iso_input(p, Some(name))?);
-        }
-    }
-    for p in &a.files {
-        files.push(iso_input(p, None)?);
-    }
-    if files.is_empty() {
-        anyhow::bail!("nothing to write: give --user-data/--meta-data or files");
-    }
-    if a.volid.eq_ignore_ascii_case("cidata") && !files.iter().any(|f| f.name == "user-data") {
-        eprintln!("warning: a cidata seed without user-data is not used by cloud-init");
-    }
-    let timestamp = i64::try_from(epoch_from_env()?).context("SOURCE_DATE_EPOCH is too large")?;
-    let opts = IsoOptions {
-        volume_id: a.volid.clone(),
-        timestamp,
-        // An image holding a private input (user-data with keys) is as private as that input.
-        mode: if files.iter().any(|f| f.mode == 0o600) {
-            0o600
-        } else {
-            0o644
-        },
-    };
-    iso::write_iso(a.output.as_std_path(), &opts, &files)
-        .with_context(|| format!("writing {}", a.output))?;
-    Ok(ExitCode::SUCCESS)
-}
-
-fn iso_input(p: &Utf8PathBuf, name: Option<&str>) -> anyhow::Result<IsoFile> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let meta = fs_err::metadata(p.as_std_path())?;
-    if !meta.is_file() {
-        anyhow::bail!("{p}: expected a regular file");
-    }
-    let name = match name {
-        Some(n) => n.to_string(),
-        None => p
-            .file_name()
-            .with_context(|| format!("{p}: no file name"))?
-            .to_string(),
-    };
-    Ok(IsoFile {
-        name,
-        data: IsoData::Path(p.clone().into_std_path_buf()),
-        // Two modes only, so the image depends on names and contents, not on the umask that
-        // made the inputs; a file others cannot read (user-data with keys) stays private.
-        mode: if meta.permissions().mode() & 0o044 == 0 {
-            0o600
-        } else {
-            0o644
-        },
-    })
 }
 
 pub(super) fn host_setup(a: &HostSetupArgs) -> anyhow::Result<ExitCode> {

@@ -1,11 +1,12 @@
 //! The command line: clap definitions and dispatch (here), one function per command
-//! (`commands`), what the CLI reads besides its arguments (`inputs`: SSH keys,
-//! `SOURCE_DATE_EPOCH`, the cache directory) and how it prints (`output`). The work happens in
-//! the stage modules.
+//! (`commands`; `seed_iso` has its own file for its arguments and flow), what the CLI reads
+//! besides its arguments (`inputs`: SSH keys, `SOURCE_DATE_EPOCH`, the cache directory) and how
+//! it prints (`output`). The work happens in the stage modules.
 
 mod commands;
 mod inputs;
 mod output;
+mod seed_iso;
 
 use std::process::ExitCode;
 
@@ -49,11 +50,8 @@ enum Command {
     /// Work with the download cache
     #[command(subcommand)]
     Cache(CacheCommand),
-    /// Write a NoCloud seed ISO from given files (like cloud-localds)
-    #[command(
-        after_help = "Example:\n  imagegen seed-iso -o seed.iso --user-data user-data --meta-data meta-data\n  imagegen seed-iso -o seed.iso out/arm64/worker0/*"
-    )]
-    SeedIso(SeedIsoArgs),
+    // Its help lives with its arguments, in seed_iso.rs.
+    SeedIso(seed_iso::SeedIsoArgs),
     /// Work with profiles
     #[command(subcommand)]
     Profile(ProfileCommand),
@@ -110,30 +108,6 @@ enum CacheCommand {
         #[arg(long, value_name = "DIR")]
         cache: Option<Utf8PathBuf>,
     },
-}
-
-#[derive(Args)]
-struct SeedIsoArgs {
-    /// The ISO to write
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    output: Utf8PathBuf,
-    /// Volume label
-    #[arg(long, default_value = "cidata")]
-    volid: String,
-    /// File stored as user-data
-    #[arg(long, value_name = "FILE")]
-    user_data: Option<Utf8PathBuf>,
-    /// File stored as meta-data
-    #[arg(long, value_name = "FILE")]
-    meta_data: Option<Utf8PathBuf>,
-    /// File stored as network-config
-    #[arg(long, value_name = "FILE")]
-    network_config: Option<Utf8PathBuf>,
-    /// File stored as vendor-data
-    #[arg(long, value_name = "FILE")]
-    vendor_data: Option<Utf8PathBuf>,
-    /// More files, stored under their own names
-    files: Vec<Utf8PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -356,10 +330,14 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         // The reader of our output went away (`imagegen plan | head -1`): it has what it wanted.
         Err(e) if output::is_stdout_closed(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
+        Err(e) => match e.downcast::<clap::Error>() {
+            // A usage error found after parsing (seed-iso's two forms): shown and ended as clap's.
+            Ok(usage) => usage.exit(),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
 
@@ -374,7 +352,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cache,
         }) => commands::cache_import(&files, profile.as_deref(), cache.as_deref()),
         Command::Cache(CacheCommand::Dir { cache }) => commands::cache_dir(cache.as_deref()),
-        Command::SeedIso(a) => commands::seed_iso(&a),
+        Command::SeedIso(a) => seed_iso::run(a),
         Command::Profile(ProfileCommand::Check { file }) => commands::profile_check(&file),
         Command::Profile(ProfileCommand::Show) => commands::profile_show(),
         Command::Pki(a) => commands::pki(&a),

@@ -370,18 +370,87 @@ pub fn check_7z_extract(iso: &Path, files: &[IsoFile]) {
 
 /// Every reader, listing and extracting.
 pub fn check_all(iso: &Path, volid: &str, files: &[IsoFile]) {
+    check_all_renamed(iso, volid, files, &[]);
+}
+
+/// Every reader, listing and extracting, where Joliet readers (isoinfo -J, 7z) see the names
+/// longer than 64 characters as given in `joliet` (full name, Joliet name) and the Rock Ridge
+/// readers see the full names.
+pub fn check_all_renamed(iso: &Path, volid: &str, files: &[IsoFile], joliet: &[(&str, &str)]) {
+    let view = joliet_view(files, joliet);
     check_isoinfo_d(iso, volid);
-    check_isoinfo_joliet(iso, files);
+    check_isoinfo_joliet(iso, &view);
     check_isoinfo_rock(iso, files);
     check_isoinfo_plain(iso, files);
     check_xorriso_find(iso, files);
-    check_7z_list(iso, files);
+    check_7z_list(iso, &view);
     check_bsdtar_list(iso, files);
     check_blkid(iso, volid);
     check_isovfy(iso);
     check_xorriso_extract(iso, files);
     check_bsdtar_extract(iso, files);
-    check_7z_extract(iso, files);
+    check_7z_extract(iso, &view);
+}
+
+/// `files` as a Joliet reader sees them: each name longer than 64 characters replaced by its
+/// Joliet name from `joliet` (which must name every such file).
+pub fn joliet_view(files: &[IsoFile], joliet: &[(&str, &str)]) -> Vec<IsoFile> {
+    files
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            if let Some((_, short)) = joliet.iter().find(|(long, _)| *long == f.name) {
+                f.name = short.to_string();
+            } else {
+                assert!(
+                    f.name.len() <= 64,
+                    "{}: a name past 64 characters needs its expected Joliet name",
+                    f.name
+                );
+            }
+            f
+        })
+        .collect()
+}
+
+/// Whether `short` is a start and an end of `full`, with an optional `~N` between them.
+fn is_cut_of(short: &str, full: &str) -> bool {
+    let short = match short.split_once('~') {
+        Some((a, b)) => format!("{a}{}", b.trim_start_matches(|c: char| c.is_ascii_digit())),
+        None => short.to_string(),
+    };
+    short.len() < full.len()
+        && (0..=short.len()).any(|k| full.starts_with(&short[..k]) && full.ends_with(&short[k..]))
+}
+
+/// The Joliet tree holds one name per file, each at most 64 characters: the file's own name
+/// when it fits, else a start and an end of the file's name, maybe with `~N` between them;
+/// sizes match. For random names (without `~`), whose exact Joliet forms are not spelled out.
+pub fn check_joliet_names_fit(iso: &Path, files: &[IsoFile]) {
+    let seen = isoinfo_list(iso, Some("-J"));
+    assert_eq!(seen.len(), files.len(), "isoinfo -J -l: {seen:?}");
+    let mut lower: Vec<String> = seen.keys().map(|n| n.to_ascii_lowercase()).collect();
+    lower.sort();
+    lower.dedup();
+    assert_eq!(
+        lower.len(),
+        seen.len(),
+        "Joliet names differ by more than case: {seen:?}"
+    );
+    for f in files {
+        let size = expected(std::slice::from_ref(f), false)[&f.name].size;
+        if f.name.len() <= 64 {
+            assert_eq!(seen.get(&f.name).map(|s| s.1), Some(size), "{}", f.name);
+        } else {
+            assert!(
+                seen.iter()
+                    .any(|(n, s)| s.1 == size && is_cut_of(n, &f.name)),
+                "no Joliet name for {} in {seen:?}",
+                f.name
+            );
+        }
+    }
+    assert!(seen.keys().all(|n| n.len() <= 64), "{seen:?}");
 }
 
 pub fn bytes(name: &str, data: &[u8], mode: u32) -> IsoFile {
@@ -402,5 +471,24 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
             x ^= x << 17;
             x as u8
         })
+        .collect()
+}
+
+/// Every file of the image with its bytes, by its Rock Ridge name (bsdtar extracts it).
+pub fn extract_files(iso: &Path) -> BTreeMap<String, Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    run(
+        "bsdtar",
+        "libarchive-tools",
+        &[
+            "-xf",
+            iso.to_str().unwrap(),
+            "-C",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    super::fs::read_tree(dir.path())
+        .into_iter()
+        .map(|(p, data)| (p.to_string_lossy().into_owned(), data))
         .collect()
 }

@@ -11,6 +11,7 @@ pub mod http;
 pub mod iso;
 pub mod mirror;
 pub mod test;
+pub mod vfat;
 pub mod vm;
 
 #[allow(unused_imports)]

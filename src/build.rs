@@ -143,23 +143,37 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     Ok(report)
 }
 
-/// The directory a build writes into, beside the previous `out/<arch>` it may reuse from.
+/// The directory a build writes into (`out/.<arch>.build-<pid>.<random>.tmp`), beside the
+/// previous `out/<arch>` it may reuse from, and the lock on `out/` that the build holds until
+/// its output is in place.
 struct Staging {
     dir: TempDir,
     /// `out/<arch>`: the previous build's output until `commit`, then this one's.
     arch_dir: Utf8PathBuf,
+    /// Ctrl-C or SIGTERM deletes the staging directory (the CLI's signal handler).
+    _on_interrupt: fsutil::RemoveOnInterrupt,
+    /// `out/.lock`: one build (or other writer of `out/`) at a time, as they share `out/pki`
+    /// and would swap `out/<arch>` under each other.
+    _lock: fsutil::Lock,
 }
 
 impl Staging {
     fn create(out: &Utf8Path, arch: Arch) -> anyhow::Result<Self> {
         fs_err::create_dir_all(out.as_std_path())?;
-        let dir = tempfile::Builder::new()
-            .prefix(&format!(".{arch}.build-"))
-            .tempdir_in(out.as_std_path())
+        let lock =
+            fsutil::Lock::acquire(out.join(".lock").as_std_path(), |line| eprintln!("{line}"))?;
+        // With the lock held no other build is running here: staging directories and temp
+        // files whose process is gone are what killed runs left behind.
+        for dir in [out.to_path_buf(), out.join("pki")] {
+            fsutil::sweep_stale(dir.as_std_path(), "");
+        }
+        let dir = fsutil::temp_dir_in(out.as_std_path(), &format!(".{arch}.build-"))
             .with_context(|| format!("creating a staging directory in {out}"))?;
         Ok(Staging {
+            _on_interrupt: fsutil::RemoveOnInterrupt::new(dir.path()),
             dir,
             arch_dir: out.join(arch.as_str()),
+            _lock: lock,
         })
     }
 

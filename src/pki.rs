@@ -74,7 +74,7 @@ pub fn prepare(dir: &Utf8Path, mode: PkiMode, plan: &Plan) -> anyhow::Result<Pki
 
 fn read(dir: &Utf8Path, name: &str, what: &str) -> anyhow::Result<String> {
     let p = dir.join(name);
-    fs_err::read_to_string(p.as_std_path()).with_context(|| {
+    fsutil::read_to_string(p.as_std_path()).with_context(|| {
         format!("--pki {dir}: expected {what} in {p} (the guide's file names: ca.pem, {{vm}}.pem, {{vm}}-key.pem, {{vm}}.kubeconfig, kube-proxy.kubeconfig)")
     })
 }
@@ -197,9 +197,9 @@ fn load_or_create_ca(dir: &Utf8Path, created: &mut Vec<String>) -> anyhow::Resul
     let cert_path = dir.join("ca.pem");
     let key_path = dir.join("ca-key.pem");
     if cert_path.exists() || key_path.exists() {
-        let pem = fs_err::read_to_string(cert_path.as_std_path())
+        let pem = fsutil::read_to_string(cert_path.as_std_path())
             .with_context(|| format!("{dir} has a CA key but no usable ca.pem"))?;
-        let key_pem = fs_err::read_to_string(key_path.as_std_path())
+        let key_pem = fsutil::read_to_string(key_path.as_std_path())
             .with_context(|| format!("{dir} has ca.pem but no usable ca-key.pem"))?;
         let key = KeyPair::from_pem(&key_pem)
             .with_context(|| format!("{key_path}: expected a PEM private key"))?;
@@ -244,8 +244,8 @@ fn load_or_issue(
     let cert_path = dir.join(format!("{file_stem}.pem"));
     let key_path = dir.join(format!("{file_stem}-key.pem"));
     if cert_path.exists() && key_path.exists() {
-        let cert = fs_err::read_to_string(cert_path.as_std_path())?;
-        let key = fs_err::read_to_string(key_path.as_std_path())?;
+        let cert = fsutil::read_to_string(cert_path.as_std_path())?;
+        let key = fsutil::read_to_string(key_path.as_std_path())?;
         check_pem(&cert, "CERTIFICATE", &cert_path)?;
         check_pem(&key, "PRIVATE KEY", &key_path)?;
         return Ok((cert, key));

@@ -5,6 +5,7 @@
 
 mod commands;
 mod inputs;
+mod interrupt;
 mod output;
 
 use std::process::ExitCode;

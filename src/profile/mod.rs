@@ -226,7 +226,7 @@ pub fn load(path: Option<&camino::Utf8Path>) -> anyhow::Result<Profile> {
             parse(BUILTIN_YAML, &format!("<built-in {BUILTIN_NAME}>")).map_err(anyhow::Error::new)
         }
         Some(p) => {
-            let text = fs_err::read_to_string(p.as_std_path()).map_err(|e| {
+            let text = fsutil::read_to_string(p.as_std_path()).map_err(|e| {
                 anyhow::anyhow!(
                     "cannot read profile {p}: {}",
                     fsutil::os_reason(&e, p.as_std_path())

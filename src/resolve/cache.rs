@@ -7,6 +7,7 @@
 //! Downloads in progress live in `<cache>/tmp/`, and a file only becomes an entry (by rename)
 //! after its digest matched, so a crash can never leave a wrong entry.
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -74,14 +75,22 @@ impl Cache {
         discarded: impl FnOnce(&Path),
     ) -> Result<Option<PathBuf>> {
         let path = self.entry(d);
-        if !path.exists() {
-            return Ok(None);
-        }
+        let file = match fsutil::open_regular(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            // Not a regular file (a FIFO, a directory): not an entry this cache wrote.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                discarded(&path);
+                remove_any(&path)?;
+                let _ = fs_err::remove_file(fsutil::stamp_path(&path));
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let now = Stamp::of(&path)?;
         if fsutil::read_stamp::<Stamp>(&path).as_ref() == Some(&now) {
             return Ok(Some(path));
         }
-        let file = fs_err::File::open(&path)?;
         let ok = d
             .matches_reader(file)
             .with_context(|| format!("hashing cache entry {}", path.display()))?;
@@ -103,5 +112,15 @@ impl Cache {
         fsutil::persist(tmp, &path)?;
         fsutil::write_stamp(&path, &Stamp::of(&path)?)?;
         Ok(path)
+    }
+}
+
+/// Removes whatever is at `path`: a file, a FIFO, a directory tree.
+fn remove_any(path: &Path) -> io::Result<()> {
+    match fs_err::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs_err::remove_dir_all(path),
+        Ok(_) => fs_err::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }

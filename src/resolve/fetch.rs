@@ -18,6 +18,7 @@ use super::pool::{lock, Pool};
 use super::progress::{Bar, Metered, Reporter};
 use super::{http, report, Origin, ResolveOptions};
 use crate::digest::{Digest, HashingWriter};
+use crate::fsutil;
 use crate::plan::Artifact;
 
 /// What became of one artifact.
@@ -165,7 +166,7 @@ fn copy_file_url(
         .ok()
         .and_then(|u| u.to_file_path().ok())
         .ok_or_else(|| SourceError::Other(anyhow!("`{url}` is not a usable file:// URL")))?;
-    let src = match fs_err::File::open(&path) {
+    let src = match fsutil::open_regular(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(SourceError::NotFound(format!(

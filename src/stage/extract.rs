@@ -15,6 +15,7 @@ use flate2::read::MultiGzDecoder;
 use super::rules::{node_components, normalize_archive_path, split_parent};
 use super::{OverlayEntry, StageRequest};
 use crate::digest::{Algo, HashingWriter};
+use crate::fsutil;
 use crate::plan::{InstallRule, Source};
 
 /// How many existing entries an error about a missing member lists.
@@ -84,7 +85,7 @@ fn stage_component<'p>(
     let mut staged = Staged::new(part);
     let artifact = &req.artifacts[component];
     for rule in rules.whole {
-        let mut file = fs_err::File::open(artifact)?;
+        let mut file = fsutil::open_regular(artifact)?;
         let size = file.metadata()?.len();
         staged.add(&rule.dest, rule.mode, &mut file, size, || {
             format!("artifact `{}`", artifact.display())
@@ -232,7 +233,7 @@ fn extract_archive(
 /// The artifact, buffered, once its first bytes show it is gzip: a rule that takes files out of
 /// a plain binary gets an error saying so instead of a tar parse error.
 fn open_gzip(component: &str, archive_path: &Path) -> Result<BufReader<fs_err::File>> {
-    let mut input = BufReader::with_capacity(1 << 16, fs_err::File::open(archive_path)?);
+    let mut input = BufReader::with_capacity(1 << 16, fsutil::open_regular(archive_path)?);
     let head = input.fill_buf()?;
     if !head.starts_with(&[0x1f, 0x8b]) {
         bail!(
@@ -398,7 +399,7 @@ fn install(
                 first = Some(node_path);
             }
             Some(done) => {
-                let mut again = fs_err::File::open(staged.root.join(&done[1..]))?;
+                let mut again = fsutil::open_regular(&staged.root.join(&done[1..]))?;
                 staged.add(node_path, *mode, &mut again, size, origin)?;
             }
         }

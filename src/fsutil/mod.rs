@@ -14,6 +14,21 @@
 //! overlay's inputs, a seed ISO's inputs) share one format: a hidden JSON file `.<name>.stamp`
 //! beside the file it describes, written atomically, read leniently (a missing, unreadable or
 //! older-format stamp only means "no reuse").
+//!
+//! The rest has a file each: `open` (reading a file the user named without hanging on a FIFO or
+//! device), `sweep` (temp paths that name their owning process, and removing those whose owner
+//! died), `lock` (exclusive locks between imagegen processes) and `interrupt` (what to delete
+//! on Ctrl-C or SIGTERM).
+
+mod interrupt;
+mod lock;
+mod open;
+mod sweep;
+
+pub use interrupt::{cleanup as cleanup_on_interrupt, RemoveOnInterrupt};
+pub use lock::Lock;
+pub use open::{open_regular, read_to_string, TEXT_LIMIT};
+pub use sweep::{process_alive, sweep_stale};
 
 use std::io::{self, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
@@ -47,12 +62,15 @@ fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
 }
 
 /// A temp file beside `path` (same directory, so the final rename is atomic), named
-/// `.<name>.<random>.tmp`, already with `mode` (the umask cannot narrow or widen it).
+/// `.<name>.<pid>.<random>.tmp`, already with `mode` (the umask cannot narrow or widen it).
+/// Temps of the same name left by processes that are gone are removed first.
 pub fn temp_file_beside(path: &Path, mode: u32) -> anyhow::Result<NamedTempFile> {
     let (parent, name) = parent_and_name(path)?;
+    let prefix = format!(".{name}.");
+    sweep_stale(&parent, &prefix);
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
+        .prefix(&sweep::owned_prefix(&prefix))
+        .suffix(sweep::SUFFIX)
         .permissions(std::fs::Permissions::from_mode(mode))
         .tempfile_in(&parent)
         .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
@@ -61,13 +79,23 @@ pub fn temp_file_beside(path: &Path, mode: u32) -> anyhow::Result<NamedTempFile>
     Ok(tmp)
 }
 
-/// A temp directory beside `path`, named `.<name>.<random>.tmp`.
+/// A temp directory beside `path`, named `.<name>.<pid>.<random>.tmp`. Temps of the same
+/// name left by processes that are gone are removed first.
 pub fn temp_dir_beside(path: &Path) -> anyhow::Result<TempDir> {
     let (parent, name) = parent_and_name(path)?;
+    temp_dir_in(&parent, &format!(".{name}."))
+}
+
+/// A temp directory in `parent` named `<prefix><pid>.<random>.tmp` (`prefix` starts with `.`
+/// and ends with `.` or `-`, e.g. `.arm64.build-`), after removing those of the same prefix
+/// whose process is gone.
+pub fn temp_dir_in(parent: &Path, prefix: &str) -> anyhow::Result<TempDir> {
+    fs_err::create_dir_all(parent)?;
+    sweep_stale(parent, prefix);
     tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempdir_in(&parent)
+        .prefix(&sweep::owned_prefix(prefix))
+        .suffix(sweep::SUFFIX)
+        .tempdir_in(parent)
         .with_context(|| format!("creating a temporary directory in {}", parent.display()))
 }
 
@@ -213,6 +241,9 @@ fn exchange(a: &Path, b: &Path) -> anyhow::Result<bool> {
 /// the old tree at `staged`, for the next run to sweep. Elsewhere it is two renames, and a failed
 /// second rename puts the old tree back.
 pub fn replace_dir(staged: &Path, dest: &Path) -> anyhow::Result<()> {
+    // An interrupt's cleanup (which may delete `staged`) waits until the swap is done, so it
+    // never deletes a tree half-way that then becomes `dest`.
+    let held = interrupt::hold();
     match fs_err::symlink_metadata(dest) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs_err::rename(staged, dest)?;
@@ -222,6 +253,7 @@ pub fn replace_dir(staged: &Path, dest: &Path) -> anyhow::Result<()> {
         Ok(_) => {}
     }
     if exchange(staged, dest)? {
+        drop(held);
         // `staged` now holds the previous tree.
         fs_err::remove_dir_all(staged)?;
         return Ok(());
@@ -234,6 +266,7 @@ pub fn replace_dir(staged: &Path, dest: &Path) -> anyhow::Result<()> {
         let _ = fs_err::rename(&old, dest);
         return Err(e.into());
     }
+    drop(held);
     trash
         .close()
         .with_context(|| format!("removing the previous content of {}", dest.display()))

@@ -225,6 +225,18 @@ fn stage_overlays(
             .iter()
             .map(|r| (r.artifact.component.clone(), r.artifact.digest.clone()))
             .collect(),
+        // What the user pinned, not where the cache keeps it.
+        names: resolved
+            .iter()
+            .map(|r| {
+                let a = &r.artifact;
+                let name = format!(
+                    "{} {} for {} ({})",
+                    a.component, a.version, plan.arch, a.url
+                );
+                (a.component.clone(), name)
+            })
+            .collect(),
     };
     for role in roles {
         let twin = overlays
@@ -239,10 +251,12 @@ fn stage_overlays(
     Ok(overlays)
 }
 
-/// The verified artifacts, by component: where each is, and the digest it was checked against.
+/// The verified artifacts, by component: where each is, the digest it was checked against and
+/// how errors name it.
 struct Artifacts {
     paths: BTreeMap<String, PathBuf>,
     digests: BTreeMap<String, Digest>,
+    names: BTreeMap<String, String>,
 }
 
 /// Stages one role, after linking in the previous build's tree, archive and stamp so the stage
@@ -267,6 +281,7 @@ fn stage_role(
         rules: &role.installs,
         artifacts: &artifacts.paths,
         artifact_digests: &artifacts.digests,
+        artifact_names: &artifacts.names,
         overlay_root: &overlay_root,
         archive_path: &staging.path().join(&archive),
         mtime: epoch,

@@ -26,6 +26,9 @@ pub struct Artifact {
     /// Last path segment of `url`.
     pub file_name: String,
     pub digest: Digest,
+    /// Exact size in bytes when the profile pins it (a larger download fails).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 /// Where an installed file comes from inside its artifact.
@@ -39,7 +42,13 @@ pub enum Source {
     Member { path: String },
     /// Every regular file directly inside this directory of a .tar.gz (`bin` for containerd;
     /// empty for the archive root, as in the CNI plugins archive).
-    Dir { path: String },
+    Dir {
+        path: String,
+        /// Files the directory must hold (what the node's services and configs run): a build
+        /// whose archive lacks one, or holds it as anything but a regular file, fails.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        required: Vec<String>,
+    },
 }
 
 /// One file (or, for `Source::Dir`, one set of files) a node role gets from an artifact.
@@ -258,7 +267,16 @@ fn install_rules(bridge: bool) -> Vec<InstallRule> {
     };
     let member = |p: &str| Source::Member { path: p.into() };
     let mut installs = vec![
-        rule("containerd", Source::Dir { path: "bin".into() }, "/bin"),
+        rule(
+            "containerd",
+            Source::Dir {
+                path: "bin".into(),
+                // containerd.service runs the first; the CRI runtime `io.containerd.runc.v2` is
+                // the second.
+                required: vec!["containerd".into(), "containerd-shim-runc-v2".into()],
+            },
+            "/bin",
+        ),
         rule("runc", Source::Whole, "/usr/local/bin/runc"),
         rule("crictl", member("crictl"), "/usr/local/bin/crictl"),
         rule(
@@ -277,6 +295,8 @@ fn install_rules(bridge: bool) -> Vec<InstallRule> {
             "cni-plugins",
             Source::Dir {
                 path: String::new(),
+                // The plugins 10-bridge.conf and 99-loopback.conf name.
+                required: vec!["bridge".into(), "host-local".into(), "loopback".into()],
             },
             "/opt/cni/bin",
         ));
@@ -359,6 +379,7 @@ fn artifact(c: &Component, arch: Arch, digest: &Digest) -> Artifact {
         file_name: url.rsplit('/').next().unwrap_or(&url).to_string(),
         url,
         digest: digest.clone(),
+        size: c.sizes.get(&arch).copied(),
     }
 }
 
@@ -458,7 +479,9 @@ fn render_role(s: &mut String, r: &RolePlan) {
         let from = match &i.source {
             Source::Whole => String::new(),
             Source::Member { path } => format!(":{path}"),
-            Source::Dir { path } => format!(":{}/*", if path.is_empty() { "." } else { path }),
+            Source::Dir { path, .. } => {
+                format!(":{}/*", if path.is_empty() { "." } else { path })
+            }
         };
         let _ = writeln!(
             s,

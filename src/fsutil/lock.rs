@@ -14,7 +14,6 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use fs_err::os::unix::fs::OpenOptionsExt as _;
 
 /// An exclusive lock on a file, released when dropped.
 #[derive(Debug)]
@@ -96,23 +95,16 @@ impl Drop for Lock {
     }
 }
 
-/// The lock file, opened for reading and writing without blocking (a FIFO planted at the path
-/// must not hang us) and refused unless it is a regular file.
+/// The lock file, opened without blocking (a FIFO planted at the path must not hang us) and
+/// refused unless it is a regular file.
 fn open(path: &Path) -> anyhow::Result<fs_err::File> {
-    let file = fs_err::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
-    anyhow::ensure!(
-        file.metadata()?.is_file(),
-        "{} is not a regular file; it is where imagegen keeps a lock",
-        path.display()
-    );
-    Ok(file)
+    super::open_writable(path, 0o644).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the lock file {}: {}",
+            path.display(),
+            super::os_reason(&e, path)
+        )
+    })
 }
 
 fn same_file(file: &fs_err::File, path: &Path) -> bool {

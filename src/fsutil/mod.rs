@@ -27,7 +27,7 @@ mod sweep;
 
 pub use interrupt::{cleanup as cleanup_on_interrupt, RemoveOnInterrupt};
 pub use lock::Lock;
-pub use open::{open_regular, read_to_string, TEXT_LIMIT};
+pub use open::{open_regular, open_writable, read_to_string, TEXT_LIMIT};
 pub use sweep::{process_alive, sweep_stale};
 
 use std::io::{self, Write as _};

@@ -27,6 +27,25 @@ pub fn open_regular(path: &Path) -> io::Result<fs_err::File> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)?;
+    check_regular(file, path)
+}
+
+/// Opens `path` for reading and writing, creating it with `mode` if it is missing (never
+/// truncating it), under the same rules as [`open_regular`]: no blocking, regular files only.
+pub fn open_writable(path: &Path, mode: u32) -> io::Result<fs_err::File> {
+    let file = fs_err::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(mode)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    check_regular(file, path)
+}
+
+/// `file` (just opened non-blocking from `path`) switched to blocking, if it is a regular file.
+fn check_regular(file: fs_err::File, path: &Path) -> io::Result<fs_err::File> {
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::new(

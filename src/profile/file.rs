@@ -97,6 +97,9 @@ pub(super) struct ComponentFile {
     pub version: S<String>,
     pub url: S<String>,
     pub digests: BTreeMap<String, S<String>>,
+    /// Exact size in bytes per architecture, when known: a download that is larger fails.
+    #[serde(default)]
+    pub sizes: BTreeMap<String, S<u64>>,
 }
 
 // A separate type, not a shared optional field, so `spec_version` on containerd is an error.
@@ -107,4 +110,6 @@ pub(super) struct CniComponentFile {
     pub spec_version: S<String>,
     pub url: S<String>,
     pub digests: BTreeMap<String, S<String>>,
+    #[serde(default)]
+    pub sizes: BTreeMap<String, S<u64>>,
 }

@@ -176,6 +176,9 @@ pub struct Component {
     pub version: String,
     pub url_template: String,
     pub digests: BTreeMap<Arch, Digest>,
+    /// Exact download size per architecture, where the profile pins one.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sizes: BTreeMap<Arch, u64>,
 }
 
 impl Profile {

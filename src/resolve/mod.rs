@@ -59,6 +59,11 @@ use cache::Cache;
 use fetch::Outcome;
 use progress::Reporter;
 
+/// [`ResolveOptions::max_download_size`] unless `--max-download-size` says otherwise: well
+/// above any release file a node needs (the Ubuntu cloud image is ~650 MB, the Kubernetes
+/// server tarball ~400 MB), well below filling a disk.
+pub const DEFAULT_MAX_DOWNLOAD_SIZE: u64 = 4 << 30;
+
 /// How progress is shown on stderr.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Progress {
@@ -91,6 +96,9 @@ pub struct ResolveOptions {
     pub retries: u32,
     /// Delay before the first retry; doubled for each further one (capped at 30 s).
     pub retry_backoff: Duration,
+    /// Most bytes one download may have when the profile pins no size for it (a body that
+    /// never ends stops here).
+    pub max_download_size: u64,
     /// Arguments of `imagegen fetch` that would fill the cache for this run (e.g.
     /// `--arch arm64 --profile p.yaml`), shown when `offline` finds artifacts missing.
     pub fetch_hint: String,
@@ -108,6 +116,7 @@ impl ResolveOptions {
             read_timeout: Duration::from_secs(30),
             retries: 4,
             retry_backoff: Duration::from_millis(500),
+            max_download_size: DEFAULT_MAX_DOWNLOAD_SIZE,
             fetch_hint: String::new(),
         }
     }

@@ -6,4 +6,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bounds;
+mod crash;
 mod hangs;
+mod naming;
+mod threads;

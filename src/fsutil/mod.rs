@@ -120,8 +120,8 @@ pub fn write_atomic(path: &Utf8Path, data: &[u8], mode: u32) -> anyhow::Result<(
 
 /// Like [`write_atomic`], but leaves the file (and its mtime) alone when it already holds `data`.
 pub fn write_if_changed(path: &Utf8Path, data: &str, mode: u32) -> anyhow::Result<bool> {
-    if let Ok(existing) = fs_err::read(path.as_std_path()) {
-        if existing == data.as_bytes() {
+    if let Ok(existing) = read_to_string(path.as_std_path()) {
+        if existing == data {
             let meta = fs_err::metadata(path.as_std_path())?;
             if meta.permissions().mode() & 0o7777 != mode {
                 set_mode(path.as_std_path(), mode)?;
@@ -185,14 +185,21 @@ pub fn os_reason(e: &io::Error, path: &Path) -> String {
     }
 }
 
-/// A hard link where possible (same file system, no extra space), else a copy.
+/// A hard link where possible (same file system, no extra space), else a copy (of a regular
+/// file only, with its mode set before data).
 pub fn link_or_copy(from: &Path, to: &Path) -> anyhow::Result<()> {
     if let Some(parent) = to.parent() {
         fs_err::create_dir_all(parent)?;
     }
-    if fs_err::hard_link(from, to).is_err() {
-        fs_err::copy(from, to)?;
+    if fs_err::hard_link(from, to).is_ok() {
+        return Ok(());
     }
+    let mut src = open_regular(from)?;
+    let mode = src.metadata()?.permissions().mode() & 0o7777;
+    remove_if_exists(to)?;
+    let mut dest = create_new(to, mode)?;
+    io::copy(&mut src, &mut dest)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     Ok(())
 }
 
@@ -283,8 +290,8 @@ pub fn stamp_path(file: &Path) -> PathBuf {
 
 /// The stamp of `file`, if there is one that parses as `T`.
 pub fn read_stamp<T: DeserializeOwned>(file: &Path) -> Option<T> {
-    let bytes = fs_err::read(stamp_path(file)).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    let text = read_to_string(&stamp_path(file)).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// Writes the stamp of `file` (pretty JSON, atomically, 0644).
@@ -334,6 +341,21 @@ mod tests {
             );
         }
         assert!(write_new(&tmp.path().join("f600"), b"y", 0o600).is_err());
+    }
+
+    #[test]
+    fn a_fifo_where_a_stamp_or_an_old_file_is_does_not_hang() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("seed.iso");
+        for p in [stamp_path(&f), tmp.path().join("kubeconfig")] {
+            let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        }
+        assert_eq!(read_stamp::<u32>(&f), None);
+        let p = camino::Utf8PathBuf::from_path_buf(tmp.path().join("kubeconfig")).unwrap();
+        assert!(write_if_changed(&p, "x", 0o600).unwrap());
+        assert_eq!(fs_err::read_to_string(&p).unwrap(), "x");
     }
 
     #[test]

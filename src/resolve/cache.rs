@@ -213,7 +213,16 @@ pub(super) struct Part {
 
 impl Part {
     fn open(path: PathBuf, prefix_path: PathBuf) -> Result<Part> {
-        let file = fsutil::open_writable(&path, 0o600)?.into_parts().0;
+        let file = match fsutil::open_writable(&path, 0o600) {
+            // Not a regular file (a FIFO, a directory): not something this cache wrote.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                remove_any(&path)?;
+                fsutil::open_writable(&path, 0o600)?
+            }
+            other => other?,
+        }
+        .into_parts()
+        .0;
         let len = file
             .metadata()
             .with_context(|| format!("reading {}", path.display()))?

@@ -156,35 +156,37 @@ impl Limit {
         }
     }
 
-    /// Checks the length a source announced (`Content-Length`, a file's size).
-    pub(super) fn check_len(&self, url: &str, len: u64) -> Result<()> {
+    /// Checks the length a source announced (`Content-Length`, a file's size). The error does
+    /// not name the source: the caller's context does.
+    pub(super) fn check_len(&self, len: u64) -> Result<()> {
         if self.exact && len != self.bytes {
             bail!(
-                "{url} has {len} bytes, but the profile pins {} (`sizes`); the download was discarded",
+                "the file has {len} bytes, but the profile pins {} (`sizes`); the download was \
+                 discarded",
                 self.bytes
             );
         }
         if len > self.bytes {
             bail!(
-                "{url} has {len} bytes, more than --max-download-size ({} bytes); pin the file's \
-                 size in the profile (`sizes`) or raise the limit",
+                "the file has {len} bytes, more than --max-download-size ({} bytes); pin its size \
+                 in the profile (`sizes`) or raise the limit",
                 self.bytes
             );
         }
         Ok(())
     }
 
-    /// The error when a source sent more than the limit.
-    pub(super) fn exceeded(&self, url: &str) -> anyhow::Error {
+    /// The error when a source sent more than the limit (naming no source, as above).
+    pub(super) fn exceeded(&self) -> anyhow::Error {
         if self.exact {
             anyhow!(
-                "{url} sent more than the {} bytes the profile pins (`sizes`); the download was discarded",
+                "sent more than the {} bytes the profile pins (`sizes`); the download was discarded",
                 self.bytes
             )
         } else {
             anyhow!(
-                "{url} sent more than --max-download-size ({} bytes); the download was discarded \
-                 (pin the file's size in the profile's `sizes`, or raise the limit)",
+                "sent more than --max-download-size ({} bytes); the download was discarded (pin \
+                 the file's size in the profile's `sizes`, or raise the limit)",
                 self.bytes
             )
         }
@@ -269,7 +271,10 @@ fn copy_file_url(
         .metadata()
         .map_err(|e| SourceError::Other(e.into()))?
         .len();
-    limit.check_len(url, len).map_err(SourceError::Other)?;
+    limit
+        .check_len(len)
+        .with_context(|| url.to_string())
+        .map_err(SourceError::Other)?;
     bar.set_length(len);
     // `io::copy` reads through a `BufReader`'s own buffer: large reads instead of 8 KiB ones.
     // One byte past the limit is enough to see that a growing file went over it.
@@ -283,7 +288,9 @@ fn copy_file_url(
         .map_err(SourceError::Other)?;
     let (_, digest, copied) = out.finish();
     if copied > limit.bytes {
-        return Err(SourceError::Other(limit.exceeded(url)));
+        return Err(SourceError::Other(
+            limit.exceeded().context(url.to_string()),
+        ));
     }
     Ok(digest)
 }

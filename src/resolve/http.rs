@@ -144,9 +144,9 @@ impl Partial<'_> {
     }
 
     /// Fails the download for sending too much, emptying the file (its bytes are of no use).
-    fn too_much(&self, url: &str) -> Attempt {
+    fn too_much(&self) -> Attempt {
         let _ = self.out.file().set_len(0);
-        Attempt::Fatal(self.limit.exceeded(url))
+        Attempt::Fatal(self.limit.exceeded())
     }
 }
 
@@ -259,7 +259,7 @@ fn attempt(
             bar.set_length(part.have + len);
         }
     }
-    read_body(url, part, resp, bar)
+    read_body(part, resp, bar)
 }
 
 /// Asks for the whole file, or (`ranged`) for the rest of this stream's piece.
@@ -294,7 +294,7 @@ fn accept(
         StatusCode::PARTIAL_CONTENT if ranged => {
             let range = content_range(resp);
             if let Some((_, _, total)) = range {
-                check_total(url, part, total)?;
+                check_total(part, total)?;
             }
             let start = range.map(|(s, _, _)| s);
             if start != Some(part.have) {
@@ -312,7 +312,7 @@ fn accept(
                 part.restart(bar)?;
             }
             if let Some(len) = resp.content_length() {
-                check_total(url, part, len)?;
+                check_total(part, len)?;
             }
             part.resumable = resp
                 .headers()
@@ -335,8 +335,8 @@ fn accept(
 
 /// Fails (emptying the file) when the whole file, as the server announces it, is over the
 /// artifact's limit (or not its pinned size).
-fn check_total(url: &str, part: &Partial, total: u64) -> Result<(), Attempt> {
-    part.limit.check_len(url, total).map_err(|e| {
+fn check_total(part: &Partial, total: u64) -> Result<(), Attempt> {
+    part.limit.check_len(total).map_err(|e| {
         let _ = part.out.file().set_len(0);
         Attempt::Fatal(e)
     })
@@ -374,7 +374,7 @@ fn offer_split(ctx: &Ctx, url: &str, part: &mut Partial, resp: &Response, bar: &
 
 /// Writes the body at `part.have` onwards, hashing it, until the response or this stream's piece
 /// ends.
-fn read_body(url: &str, part: &mut Partial, mut resp: Response, bar: &Bar) -> Result<(), Attempt> {
+fn read_body(part: &mut Partial, mut resp: Response, bar: &Bar) -> Result<(), Attempt> {
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = match resp.read(&mut buf) {
@@ -408,7 +408,7 @@ fn read_body(url: &str, part: &mut Partial, mut resp: Response, bar: &Bar) -> Re
             },
         };
         if part.have + len > part.limit.bytes {
-            return Err(part.too_much(url));
+            return Err(part.too_much());
         }
         let data = &buf[..len as usize];
         part.out

@@ -57,6 +57,8 @@ pub fn import_files(
                         copy
                     }
                 };
+                // Not while another run is fetching the same artifact into the cache.
+                let _lock = cache.lock(&pin.digest, |line| eprintln!("{line}"))?;
                 cache.store(entry, &pin.digest)?;
             }
             matched.push((file.clone(), (*pin).clone()));

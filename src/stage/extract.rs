@@ -240,8 +240,9 @@ fn extract_archive(
     // A read error past the limit is the bomb, whatever the tar parser makes of it.
     let bomb = || {
         anyhow!(
-            "{name} inflates to more than {limit} bytes, {MAX_RATIO} times its {compressed} \
-             (and more than {} MiB); refusing it as a likely gzip bomb",
+            "{name} inflates to more than {limit} bytes (the limit for a {compressed}-byte \
+             archive: {MAX_RATIO} times its size, at least {} MiB); refusing it as a likely gzip \
+             bomb",
             MIN_INFLATE_LIMIT >> 20
         )
     };

@@ -227,3 +227,31 @@ fn a_fifo_where_the_output_lock_goes() {
         .run();
     fails_naming(out, &lock, "not a regular file");
 }
+
+#[test]
+fn fifos_where_the_cache_keeps_its_work_are_replaced() {
+    use sha2::Digest as _;
+    let t = t();
+    let m = mirror::build(t.temp(), "amd64", &|p| p);
+    let server = crate::common::http::TestServer::start();
+    m.serve_as_upstream(&server);
+    // For every file: a FIFO where its partial download, the partial's record and the entry's
+    // stamp go.
+    for (path, data) in &m.files {
+        let (algo, hex) = if path.contains("kubernetes-node") {
+            ("sha512", hex::encode(sha2::Sha512::digest(data)))
+        } else {
+            ("sha256", hex::encode(sha2::Sha256::digest(data)))
+        };
+        mkfifo(&t.cache().join(format!("tmp/{algo}-{hex}.part")));
+        mkfifo(&t.cache().join(format!("tmp/{algo}-{hex}.part.prefix")));
+        mkfifo(&t.cache().join(format!("{algo}/.{hex}.stamp")));
+    }
+    t.clone()
+        .args(["fetch", "--arch", "amd64", "--quiet", "--profile"])
+        .arg(&m.profile)
+        .run()
+        .success();
+    let tmp = fs::list_dir(&t.cache().join("tmp"));
+    assert!(tmp.is_empty(), "{tmp:?}");
+}

@@ -7,7 +7,9 @@
 mod common;
 
 mod bounds;
+mod concurrent;
 mod crash;
 mod hangs;
+mod interrupt;
 mod naming;
 mod threads;

@@ -19,7 +19,15 @@
 //!   file when it was last verified (the stamp format of `fsutil`). An entry whose size or mtime
 //!   no longer match, or that has no stamp, is re-hashed before use, and deleted (then fetched
 //!   again) when the hash is wrong. (`<hex>.verified` files of older versions are ignored.)
-//! - `<cache>/tmp/`: downloads in progress. Nothing reaches `<algo>/` before its digest matched.
+//! - `<cache>/tmp/`: work in progress. `<algo>-<hex>.lock`: the lock of whoever is looking up or
+//!   fetching that artifact (one process at a time, deleted after); `<algo>-<hex>.part`: its
+//!   HTTP download so far, which a later run continues with `Range` (and `.part.prefix`: how much
+//!   of it is complete while other connections write further on); `.<name>.<pid>.*.tmp`: other
+//!   temp files, swept once their process is gone. Nothing reaches `<algo>/` before its digest
+//!   matched.
+//!
+//! No download may be longer than the artifact's pinned size, or `max_download_size` when the
+//! profile pins none.
 //!
 //! Sources for an artifact, in order: each mirror (`mirror_url(mirror, artifact.url)`), then the
 //! upstream URL. With `offline`, only `file://` mirrors are tried.

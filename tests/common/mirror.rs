@@ -1,5 +1,7 @@
 //! A local mirror in the upstream host/path layout, built from real (small) archives, and a
 //! profile whose digests pin them. What `--mirror file://...` or an HTTP server on loopback serves.
+//! A test may swap one file for another (correctly pinned), or make a loopback server the
+//! upstream of every file.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

@@ -25,7 +25,8 @@ pub struct Lock {
 
 impl Lock {
     /// Takes the lock on `path` (created, with its parent, if missing), waiting while another
-    /// process holds it. Before waiting, `waiting` gets a line to show, e.g. `waiting for
+    /// process holds it. A lock file that cannot be created is an error whose cause is the
+    /// `io::Error` (kind `PermissionDenied` or `ReadOnlyFilesystem` on a read-only directory). Before waiting, `waiting` gets a line to show, e.g. `waiting for
     /// another imagegen (pid 4242) holding out/.lock`.
     pub fn acquire(path: &Path, waiting: impl FnOnce(&str)) -> anyhow::Result<Lock> {
         Self::take(path, false, waiting)
@@ -97,13 +98,16 @@ impl Drop for Lock {
 
 /// The lock file, opened without blocking (a FIFO planted at the path must not hang us) and
 /// refused unless it is a regular file.
+/// The error keeps its `io::ErrorKind` (a caller may go on without a lock where nothing can be
+/// written anyway).
 fn open(path: &Path) -> anyhow::Result<fs_err::File> {
     super::open_writable(path, 0o644).map_err(|e| {
-        anyhow::anyhow!(
+        let msg = format!(
             "cannot open the lock file {}: {}",
             path.display(),
             super::os_reason(&e, path)
-        )
+        );
+        anyhow::Error::new(io::Error::new(e.kind(), msg))
     })
 }
 

@@ -83,11 +83,13 @@ impl<'a> Ctx<'a> {
 
 pub(super) fn resolve_one(ctx: &Ctx, art: &Artifact) -> Outcome {
     // Held until the artifact is in the cache: another process needing it waits, then finds it.
+    // A cache we may not write (a read-only copy) needs no lock: nobody fetches into it.
     let _lock = match ctx.cache.lock(&art.digest, |line| {
         ctx.reporter
             .waiting(&format!("{line} (fetching {})", art.file_name))
     }) {
-        Ok(l) => l,
+        Ok(l) => Some(l),
+        Err(e) if read_only(&e) => None,
         Err(e) => return Outcome::Failed(e),
     };
     let discarded = |p: &Path| {
@@ -135,6 +137,16 @@ pub(super) fn resolve_one(ctx: &Ctx, art: &Artifact) -> Outcome {
         return Outcome::Missing { tried };
     }
     Outcome::Failed(report::not_fetched(art, &tried))
+}
+
+/// Whether `e` says a directory may not be written.
+fn read_only(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<io::Error>().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+        )
+    })
 }
 
 /// The most bytes one source may send for an artifact.

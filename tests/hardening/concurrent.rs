@@ -186,3 +186,38 @@ fn only_what_dead_processes_left_is_swept() {
     alive.kill().unwrap();
     alive.wait().unwrap();
 }
+
+#[test]
+fn a_read_only_cache_is_used_without_locks() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root for a read-only bind mount");
+        return;
+    }
+    let t = Test::new();
+    let m = mirror::build(t.temp(), "amd64", &|p| p);
+    t.clone()
+        .args([
+            "fetch",
+            "--arch",
+            "amd64",
+            "--quiet",
+            "--offline",
+            "--profile",
+        ])
+        .arg(&m.profile)
+        .args(["--mirror", &m.file_url()])
+        .run()
+        .success();
+    // The cache, mounted read-only (in a mount namespace of the run's own).
+    let cache = t.cache().display().to_string();
+    let script = format!(
+        "mount --bind '{cache}' '{cache}' && mount -o remount,bind,ro '{cache}' && exec \"$0\" \"$@\""
+    );
+    build_fixed(&t, &m.profile, "amd64", &t.temp().join("out"))
+        .args(["--quiet", "--offline"])
+        .wrap(["unshare", "-m", "sh", "-c", &script])
+        .run()
+        .success();
+    assert!(t.temp().join("out/amd64/worker0/seed.iso").is_file());
+}

@@ -163,23 +163,37 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     Ok(report)
 }
 
-/// The directory a build writes into, beside the previous `out/<arch>` it may reuse from.
+/// The directory a build writes into (`out/.<arch>.build-<pid>.<random>.tmp`), beside the
+/// previous `out/<arch>` it may reuse from, and the lock on `out/` that the build holds until
+/// its output is in place.
 struct Staging {
     dir: TempDir,
     /// `out/<arch>`: the previous build's output until `commit`, then this one's.
     arch_dir: Utf8PathBuf,
+    /// Ctrl-C or SIGTERM deletes the staging directory (the CLI's signal handler).
+    _on_interrupt: fsutil::RemoveOnInterrupt,
+    /// `out/.lock`: one build (or other writer of `out/`) at a time, as they share `out/pki`
+    /// and would swap `out/<arch>` under each other.
+    _lock: fsutil::Lock,
 }
 
 impl Staging {
     fn create(out: &Utf8Path, arch: Arch) -> anyhow::Result<Self> {
         fs_err::create_dir_all(out.as_std_path())?;
-        let dir = tempfile::Builder::new()
-            .prefix(&format!(".{arch}.build-"))
-            .tempdir_in(out.as_std_path())
+        let lock =
+            fsutil::Lock::acquire(out.join(".lock").as_std_path(), |line| eprintln!("{line}"))?;
+        // With the lock held no other build is running here: staging directories and temp
+        // files whose process is gone are what killed runs left behind.
+        for dir in [out.to_path_buf(), out.join("pki")] {
+            fsutil::sweep_stale(dir.as_std_path(), "");
+        }
+        let dir = fsutil::temp_dir_in(out.as_std_path(), &format!(".{arch}.build-"))
             .with_context(|| format!("creating a staging directory in {out}"))?;
         Ok(Staging {
+            _on_interrupt: fsutil::RemoveOnInterrupt::new(dir.path()),
             dir,
             arch_dir: out.join(arch.as_str()),
+            _lock: lock,
         })
     }
 
@@ -231,6 +245,18 @@ fn stage_overlays(
             .iter()
             .map(|r| (r.artifact.component.clone(), r.artifact.digest.clone()))
             .collect(),
+        // What the user pinned, not where the cache keeps it.
+        names: resolved
+            .iter()
+            .map(|r| {
+                let a = &r.artifact;
+                let name = format!(
+                    "{} {} for {} ({})",
+                    a.component, a.version, plan.arch, a.url
+                );
+                (a.component.clone(), name)
+            })
+            .collect(),
     };
     for role in roles {
         let twin = overlays
@@ -245,10 +271,12 @@ fn stage_overlays(
     Ok(overlays)
 }
 
-/// The verified artifacts, by component: where each is, and the digest it was checked against.
+/// The verified artifacts, by component: where each is, the digest it was checked against and
+/// how errors name it.
 struct Artifacts {
     paths: BTreeMap<String, PathBuf>,
     digests: BTreeMap<String, Digest>,
+    names: BTreeMap<String, String>,
 }
 
 /// Stages one role, after linking in the previous build's tree, archive and stamp so the stage
@@ -273,6 +301,7 @@ fn stage_role(
         rules: &role.installs,
         artifacts: &artifacts.paths,
         artifact_digests: &artifacts.digests,
+        artifact_names: &artifacts.names,
         overlay_root: &overlay_root,
         archive_path: &staging.path().join(&archive),
         mtime: epoch,
@@ -640,13 +669,6 @@ fn write_host_and_launchers(
     let Some(base) = &plan.base_image else {
         return Ok(false);
     };
-    let cache = std::path::absolute(&opts.resolve.cache_dir).with_context(|| {
-        format!(
-            "making the cache directory {} absolute",
-            opts.resolve.cache_dir.display()
-        )
-    })?;
-    let base_path = resolve::cache_path(&cache, &base.digest);
     // The shared payload ISOs exist for the roles with an overlay.
     let payload_roles: BTreeSet<Role> = if opts.payload == PayloadKind::Shared && opts.iso {
         overlays.keys().copied().collect()
@@ -657,7 +679,6 @@ fn write_host_and_launchers(
         plan,
         host: &net,
         base_image: base,
-        base_image_path: &base_path,
         payload_roles: &payload_roles,
     };
     for f in launch::files(&inputs)? {

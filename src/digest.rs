@@ -111,6 +111,7 @@ impl<'de> Deserialize<'de> for Digest {
 }
 
 /// An incremental hasher for either algorithm; also a `Write` so it can sit in an `io::copy`.
+#[derive(Clone)]
 pub enum Hasher {
     Sha256(Sha256),
     Sha512(Sha512),

@@ -137,7 +137,7 @@ pub fn fetch(plan: &Plan, role: &RolePlan) -> RolePayload {
         let (kind, path) = match &rule.source {
             Source::Whole => ("whole", String::new()),
             Source::Member { path } => ("member", strip_dot(path)),
-            Source::Dir { path } => {
+            Source::Dir { path, .. } => {
                 let p = strip_dot(path);
                 ("dir", if p.is_empty() { ".".to_string() } else { p })
             }

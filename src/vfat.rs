@@ -237,7 +237,7 @@ fn fill(disk: &mut File, dest: &Path, entries: &[Entry], now: fatfs::DateTime) -
                     b.len() as u64
                 }
                 IsoData::Path(p) => {
-                    let src = fs_err::File::open(p)?;
+                    let src = crate::fsutil::open_regular(p)?;
                     io::copy(&mut src.file().take(e.size), &mut out).with_context(|| {
                         format!("copying {} into {}", p.display(), dest.display())
                     })?

@@ -113,3 +113,43 @@ fn every_module_is_placed() {
         );
     }
 }
+
+/// Every file a user names, and every file imagegen reads back, is opened through the
+/// filesystem kit (`fsutil::open_regular`, `read_to_string`, `read`): a plain open of a FIFO or
+/// a device would hang or read forever. Outside the kit, production code never opens a file
+/// for reading by itself.
+#[test]
+fn files_are_read_through_the_kit() {
+    const RAW_READS: &[&str] = &[
+        "fs_err::read_to_string(",
+        "fs_err::read(",
+        "fs_err::File::open(",
+        "std::fs::read_to_string(",
+        "std::fs::read(",
+        "std::fs::File::open(",
+        "File::open(",
+    ];
+    let mut problems = Vec::new();
+    for module in STAGES.iter().chain(HELPERS).filter(|m| **m != "fsutil") {
+        for path in module_files(module) {
+            if path.file_stem().is_some_and(|s| s == "tests") {
+                continue;
+            }
+            let text = fs_err::read_to_string(&path).unwrap();
+            let code = text.split("#[cfg(test)]\n").next().unwrap_or(&text);
+            for (n, line) in code.lines().enumerate() {
+                if line.trim_start().starts_with("//") {
+                    continue;
+                }
+                if let Some(raw) = RAW_READS.iter().find(|r| line.contains(*r)) {
+                    problems.push(format!(
+                        "{}:{}: `{raw}`: read through fsutil (open_regular, read_to_string, read)",
+                        path.display(),
+                        n + 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

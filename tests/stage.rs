@@ -112,6 +112,7 @@ impl Inputs {
             rules,
             artifacts: &self.artifacts,
             artifact_digests: &self.digests,
+            artifact_names: &BTreeMap::new(),
             overlay_root: &overlay_root,
             archive_path: &archive_path,
             mtime,
@@ -157,6 +158,7 @@ fn member(path: &str) -> Source {
 fn dir(path: &str) -> Source {
     Source::Dir {
         path: path.to_string(),
+        required: Vec::new(),
     }
 }
 
@@ -609,7 +611,7 @@ fn refuses_dotdot_entry() {
     assert_eq!(
         msg,
         format!(
-            "staging the overlay of role `worker`: `{}` has an entry `../evil` that has a \
+            "staging the overlay of role `worker`: `{}` (component `containerd`) has an entry `../evil` that has a \
              `..` component; refusing to extract from it",
             p.display()
         )
@@ -634,7 +636,7 @@ fn refuses_absolute_entry() {
     assert_eq!(
         msg,
         format!(
-            "staging the overlay of role `worker`: `{}` has an entry `/etc/passwd` that is \
+            "staging the overlay of role `worker`: `{}` (component `crictl`) has an entry `/etc/passwd` that is \
              absolute; refusing to extract from it",
             p.display()
         )
@@ -659,7 +661,7 @@ fn refuses_selected_symlink() {
     assert_eq!(
         msg,
         format!(
-            "staging the overlay of role `worker`: `{}` has an entry `crictl` that is a \
+            "staging the overlay of role `worker`: `{}` (component `crictl`) has an entry `crictl` that is a \
              symlink to `crictl-real`; only regular files are installed",
             p.display()
         )
@@ -682,7 +684,7 @@ fn refuses_escaping_symlink_in_selected_dir() {
     assert_eq!(
         msg,
         format!(
-            "staging the overlay of role `worker`: `{}` has an entry `bin/ctr` that is a \
+            "staging the overlay of role `worker`: `{}` (component `containerd`) has an entry `bin/ctr` that is a \
              symlink to `../../etc/shadow`, outside the archive; refusing to extract from it",
             p.display()
         )
@@ -705,7 +707,7 @@ fn refuses_hardlink_to_outside() {
     assert_eq!(
         msg,
         format!(
-            "staging the overlay of role `worker`: `{}` has an entry `./loopback` that is a \
+            "staging the overlay of role `worker`: `{}` (component `cni-plugins`) has an entry `./loopback` that is a \
              hard link to `/etc/shadow`, outside the archive; refusing to extract from it",
             p.display()
         )
@@ -761,8 +763,8 @@ fn missing_member_names_archive_member_and_what_exists() {
         msg,
         format!(
             "staging the overlay of role `worker`: `{}` (component `kubernetes-node`) has \
-             no member `kubernetes/node/bin/kubelet`; it has e.g. \
-             kubernetes/node/bin/kube-proxy, kubernetes/node/bin/kubeadm",
+             no member `kubernetes/node/bin/kubelet` (for `/usr/local/bin/kubelet`); it \
+             has e.g. kubernetes/node/bin/kube-proxy, kubernetes/node/bin/kubeadm",
             p.display()
         )
     );
@@ -843,8 +845,8 @@ fn refuses_bad_rules_and_double_installs() {
     );
     assert!(
         msg.ends_with(&format!(
-            "`/bin/ctr` is installed twice: from member `bin/ctr` of `{}` and from \
-             artifact `{}`",
+            "`/bin/ctr` is installed twice: from member `bin/ctr` of `{}` (component \
+             `containerd`) and from `{}` (component `runc`)",
             inp.artifacts["containerd"].display(),
             inp.artifacts["runc"].display()
         )),

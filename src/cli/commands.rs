@@ -17,6 +17,7 @@ use crate::profile::{self, Arch, ProfileError};
 use crate::resolve::{self, Origin};
 
 pub(super) fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
+    super::interrupt::install();
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let (ssh_keys, warning) = inputs::ssh_keys(&a.ssh_keys, home.as_deref())?;
     if let Some(w) = warning {

@@ -42,7 +42,7 @@ pub(super) fn ssh_keys(
     };
     let mut keys = Vec::new();
     for p in &paths {
-        let text = fs_err::read_to_string(p.as_std_path()).map_err(|e| {
+        let text = fsutil::read_to_string(p.as_std_path()).map_err(|e| {
             anyhow::anyhow!(
                 "--ssh-key {p}: cannot read the public key: {}",
                 fsutil::os_reason(&e, p.as_std_path())

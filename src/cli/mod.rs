@@ -5,6 +5,7 @@
 
 mod commands;
 mod inputs;
+mod interrupt;
 mod output;
 mod seed_iso;
 
@@ -241,6 +242,9 @@ struct ResolveArgs {
     /// Connections at once, shared by all downloads
     #[arg(long, default_value_t = 4, value_name = "N")]
     jobs: usize,
+    /// Largest download allowed for a file whose size the profile does not pin (e.g. 4GiB, 500M)
+    #[arg(long, default_value = "4GiB", value_name = "SIZE", value_parser = parse_size_arg)]
+    max_download_size: u64,
     /// No progress output
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -252,6 +256,7 @@ impl ResolveArgs {
         o.mirrors = self.mirrors.clone();
         o.offline = self.offline;
         o.jobs = self.jobs.max(1);
+        o.max_download_size = self.max_download_size;
         o.progress = if self.quiet {
             Progress::Quiet
         } else {
@@ -321,6 +326,14 @@ struct PlanArgs {
     /// Print JSON (stable field names)
     #[arg(long)]
     json: bool,
+}
+
+/// A size in bytes, with an optional unit (`K`, `M`, `G` and `KiB`.. are powers of 1024).
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(s)
+        .map_err(|e| format!("{e} (expected e.g. 4GiB, 500M or 1048576)"))
 }
 
 /// Parses the arguments, runs the command, prints errors with their whole context chain.

@@ -174,7 +174,7 @@ impl Input {
 
     fn bytes(&self) -> anyhow::Result<std::borrow::Cow<'_, [u8]>> {
         Ok(match &self.data {
-            IsoData::Path(p) => fs_err::read(p)?.into(),
+            IsoData::Path(p) => fsutil::read(p)?.into(),
             IsoData::Bytes(b) => b.as_slice().into(),
         })
     }
@@ -431,7 +431,7 @@ fn refuse_images_among_inputs(inputs: &[Input]) -> anyhow::Result<()> {
     for i in inputs {
         let Some(p) = i.path() else { continue };
         let mut head = Vec::new();
-        fs_err::File::open(p)?
+        fsutil::open_regular(p)?
             .take(32 * 1024 + 2048)
             .read_to_end(&mut head)?;
         if let Some(what) = seed_image_kind(&head) {
@@ -479,7 +479,7 @@ fn meta_data_fields(a: &SeedIsoArgs) -> anyhow::Result<Option<MetaDataFields>> {
     }
     let interfaces = match &a.interfaces {
         Some(f) => Some(
-            String::from_utf8(fs_err::read(f.as_std_path())?)
+            String::from_utf8(fsutil::read(f.as_std_path())?)
                 .map_err(|_| anyhow::anyhow!("{f}: an interfaces file must be UTF-8 text"))?,
         ),
         None => None,
@@ -526,7 +526,7 @@ fn generated_meta_data(inputs: &[Input], fields: &MetaDataFields) -> anyhow::Res
     let mut content = Vec::new();
     for i in inputs {
         let digest = match &i.data {
-            IsoData::Path(p) => digest::hash_reader(Algo::Sha256, fs_err::File::open(p)?)
+            IsoData::Path(p) => digest::hash_reader(Algo::Sha256, fsutil::open_regular(p)?)
                 .with_context(|| format!("reading {}", p.display()))?,
             IsoData::Bytes(b) => digest::sha256_bytes(b),
         };
@@ -617,7 +617,7 @@ impl Image {
         let path = dir.path().join("seed.img");
         self.write(&path, files)?;
         let mut out = io::stdout().lock();
-        match io::copy(&mut fs_err::File::open(&path)?, &mut out).and_then(|_| out.flush()) {
+        match io::copy(&mut fsutil::open_regular(&path)?, &mut out).and_then(|_| out.flush()) {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
             r => r.map(|_| ()).context("writing the image to stdout"),
         }

@@ -263,7 +263,7 @@ impl Host {
     /// Content and mode of the file at host path `p`, `None` when there is none.
     fn read(&self, p: &str) -> anyhow::Result<Option<(String, u32)>> {
         let path = self.at(p);
-        match fs_err::read_to_string(path.as_std_path()) {
+        match fsutil::read_to_string(path.as_std_path()) {
             Ok(text) => {
                 let mode = fs_err::metadata(path.as_std_path())?.permissions().mode() & 0o7777;
                 Ok(Some((text, mode)))
@@ -302,7 +302,7 @@ impl Host {
 
     fn read_state(&self) -> anyhow::Result<Option<State>> {
         let path = self.at(self.state);
-        match fs_err::read(path.as_std_path()) {
+        match fsutil::read(path.as_std_path()) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).with_context(|| {
                 format!("{path}: not a host-setup record; move it away to start over")
             }),
@@ -416,7 +416,9 @@ fn apply(net: &HostNet, r: &Recipe, host: &Host) -> anyhow::Result<Outcome> {
 
 /// IP forwarding and the kubenet script's `up`, in the current network namespace.
 fn network_up(host: &Host, state: &mut State, changes: &mut Vec<String>) -> anyhow::Result<()> {
-    let now = fs_err::read_to_string(IP_FORWARD)?.trim().to_string();
+    let now = fsutil::read_to_string(std::path::Path::new(IP_FORWARD))?
+        .trim()
+        .to_string();
     if now != "1" {
         fs_err::write(IP_FORWARD, "1\n")?;
         state.ip_forward_before.get_or_insert(now);

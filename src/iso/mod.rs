@@ -257,7 +257,7 @@ fn write_image(
             IsoData::Bytes(b) => out.write_all(b).with_context(write_err)?,
             IsoData::Path(p) => {
                 // std::io::copy uses copy_file_range/sendfile between files: no user-space buffer.
-                let src = fs_err::File::open(p)?;
+                let src = crate::fsutil::open_regular(p)?;
                 let copied = std::io::copy(&mut src.file().take(u64::from(e.size)), out)
                     .with_context(|| format!("copying {} into {}", p.display(), dest.display()))?;
                 ensure!(

@@ -20,7 +20,6 @@ mod render;
 mod run;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -44,9 +43,8 @@ pub const INFO: &str = "launch.json";
 pub struct LaunchInputs<'a> {
     pub plan: &'a Plan,
     pub host: &'a HostNet,
-    /// The pinned base image, and where the cache keeps (or will keep) it verified.
+    /// The pinned base image (the launchers find it in the cache, or are told where it is).
     pub base_image: &'a Artifact,
-    pub base_image_path: &'a Path,
     /// Roles whose shared payload ISO (`out/<arch>/payload-<role>.iso`) exists.
     pub payload_roles: &'a BTreeSet<Role>,
 }
@@ -68,8 +66,9 @@ pub struct BaseImage {
     pub url: String,
     pub file_name: String,
     pub digest: Digest,
-    /// Its place in the cache the build used (`<cache>/<algo>/<hex>`).
-    pub path: PathBuf,
+    /// Its size when the profile pins it (the download is bounded by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 /// A file of `out/<arch>/launch/`.
@@ -91,7 +90,7 @@ pub fn files(inputs: &LaunchInputs) -> anyhow::Result<Vec<LaunchFile>> {
             url: inputs.base_image.url.clone(),
             file_name: inputs.base_image.file_name.clone(),
             digest: inputs.base_image.digest.clone(),
-            path: inputs.base_image_path.to_path_buf(),
+            size: inputs.base_image.size,
         },
         vms: inputs.plan.vms.iter().map(|v| v.name.clone()).collect(),
     };

@@ -10,6 +10,7 @@ use anyhow::{bail, Context as _};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::{LaunchInfo, INFO, LAUNCH_DIR};
+use crate::fsutil;
 use crate::plan::Artifact;
 use crate::profile::{Arch, ComponentKey};
 use crate::resolve::{self, Progress, ResolveOptions};
@@ -99,7 +100,7 @@ pub fn launch(o: &LaunchOptions) -> anyhow::Result<()> {
 
 fn read_info(dir: &Utf8Path, arch: Arch) -> anyhow::Result<LaunchInfo> {
     let path = dir.join(INFO);
-    let text = match fs_err::read_to_string(path.as_std_path()) {
+    let text = match fsutil::read_to_string(path.as_std_path()) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
             "no launchers in {dir}: `imagegen build --arch {arch}` writes them (when the profile pins a base-image for {arch})"
@@ -109,26 +110,33 @@ fn read_info(dir: &Utf8Path, arch: Arch) -> anyhow::Result<LaunchInfo> {
     serde_json::from_str(&text).with_context(|| format!("{path}: not a launch.json of imagegen"))
 }
 
-/// The verified base image: from the cache the build used (or `--cache`), fetched into it when
-/// missing.
+/// The verified base image: from the cache (`--cache`, `$IMAGEGEN_CACHE` or the default one),
+/// fetched into it when missing. Under sudo, with no cache named, the invoking user's default
+/// cache is looked at first (read only): the image a user's `imagegen fetch` put there.
 fn ensure_base_image(info: &LaunchInfo, o: &LaunchOptions) -> anyhow::Result<PathBuf> {
     let b = &info.base_image;
-    // The build recorded `<cache>/<algo>/<hex>`.
-    let cache = match &o.cache {
-        Some(c) => c.clone(),
-        None => b
-            .path
-            .parent()
-            .and_then(|p| p.parent())
-            .map(PathBuf::from)
-            .with_context(|| format!("{}: no cache directory above it", b.path.display()))?,
-    };
+    let explicit = o.cache.is_some() || std::env::var_os("IMAGEGEN_CACHE").is_some();
+    if !explicit {
+        if let Some(home) = sudo_user_home() {
+            let theirs = resolve::cache_path(&home.join(".cache/imagegen"), &b.digest);
+            let theirs_mac = resolve::cache_path(&home.join("Library/Caches/imagegen"), &b.digest);
+            for candidate in [theirs, theirs_mac] {
+                if candidate.is_file()
+                    && b.digest.matches_reader(fsutil::open_regular(&candidate)?)?
+                {
+                    return Ok(candidate);
+                }
+            }
+        }
+    }
+    let cache = resolve::cache_dir(o.cache.clone())?;
     let artifact = Artifact {
         component: ComponentKey::BaseImage.to_string(),
         version: b.version.clone(),
         url: b.url.clone(),
         file_name: b.file_name.clone(),
         digest: b.digest.clone(),
+        size: b.size,
     };
     let mut opts = ResolveOptions::new(cache);
     opts.mirrors = o.mirrors.clone();
@@ -145,4 +153,31 @@ fn ensure_base_image(info: &LaunchInfo, o: &LaunchOptions) -> anyhow::Result<Pat
         .next()
         .map(|r| r.path)
         .context("resolving the base image returned nothing")
+}
+
+/// The home directory of the user who ran `sudo imagegen ...` (`$SUDO_USER`), if any.
+fn sudo_user_home() -> Option<PathBuf> {
+    use std::ffi::{CStr, CString};
+    use std::os::unix::ffi::OsStrExt as _;
+    let user = std::env::var_os("SUDO_USER")?;
+    let name = CString::new(user.as_bytes()).ok()?;
+    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; getpwnam_r writes only into pwd and buf.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            name.as_ptr(),
+            pwd.as_mut_ptr(),
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    // SAFETY: getpwnam_r succeeded, so pwd is initialised and pw_dir points into buf.
+    let dir = unsafe { CStr::from_ptr(pwd.assume_init().pw_dir) };
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
 }

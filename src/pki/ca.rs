@@ -32,9 +32,9 @@ pub(crate) fn load_or_create(dir: &Utf8Path, created: &mut Vec<String>) -> anyho
     let cert_path = dir.join("ca.pem");
     let key_path = dir.join("ca-key.pem");
     if cert_path.exists() || key_path.exists() {
-        let pem = fs_err::read_to_string(cert_path.as_std_path())
+        let pem = crate::fsutil::read_to_string(cert_path.as_std_path())
             .with_context(|| format!("{dir} has a CA key but no usable ca.pem"))?;
-        let key_pem = fs_err::read_to_string(key_path.as_std_path())
+        let key_pem = crate::fsutil::read_to_string(key_path.as_std_path())
             .with_context(|| format!("{dir} has ca.pem but no usable ca-key.pem"))?;
         let key = KeyPair::from_pem(&key_pem)
             .with_context(|| format!("{key_path}: expected a PEM private key"))?;

@@ -35,8 +35,8 @@ pub(crate) fn load_or_issue(
     let (cert_path, key_path) = (dir.join(&cert_name), dir.join(&key_name));
     match (cert_path.exists(), key_path.exists()) {
         (true, true) => {
-            let cert_pem = fs_err::read_to_string(cert_path.as_std_path())?;
-            let key_pem = fs_err::read_to_string(key_path.as_std_path())?;
+            let cert_pem = crate::fsutil::read_to_string(cert_path.as_std_path())?;
+            let key_pem = crate::fsutil::read_to_string(key_path.as_std_path())?;
             super::check_pem(&cert_pem, &cert_path)?;
             super::check_pem(&key_pem, &key_path)?;
             return Ok(Issued { cert_pem, key_pem });

@@ -31,7 +31,7 @@ pub(crate) fn load(
     let mut files = BTreeMap::new();
     for name in names {
         let path = dir.join(name);
-        let text = fs_err::read_to_string(path.as_std_path()).with_context(|| {
+        let text = crate::fsutil::read_to_string(path.as_std_path()).with_context(|| {
             format!(
                 "--pki {dir}: expected {} in {path} (the guide's file names: ca.pem, ca-key.pem, kubernetes.pem, service-account.pem, admin.pem, {{node}}.pem, their -key.pem, {{node}}.kubeconfig, kube-*.kubeconfig, encryption-config.yaml)",
                 what(name)

@@ -35,6 +35,9 @@ pub struct Artifact {
     /// Last path segment of `url`.
     pub file_name: String,
     pub digest: Digest,
+    /// Exact size in bytes when the profile pins it (a larger download fails).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 /// Where an installed file comes from inside its artifact.
@@ -48,7 +51,13 @@ pub enum Source {
     Member { path: String },
     /// Every regular file directly inside this directory of a .tar.gz (`bin` for containerd;
     /// empty for the archive root, as in the CNI plugins archive).
-    Dir { path: String },
+    Dir {
+        path: String,
+        /// Files the directory must hold (what the node's services and configs run): a build
+        /// whose archive lacks one, or holds it as anything but a regular file, fails.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        required: Vec<String>,
+    },
 }
 
 /// One file (or, for `Source::Dir`, one set of files) a node role gets from an artifact.
@@ -333,6 +342,7 @@ fn artifact(c: &Component, arch: Arch, digest: &Digest) -> Artifact {
         file_name: url.rsplit('/').next().unwrap_or(&url).to_string(),
         url,
         digest: digest.clone(),
+        size: c.sizes.get(&arch).copied(),
     }
 }
 

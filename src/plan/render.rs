@@ -122,7 +122,9 @@ fn render_role(s: &mut String, r: &RolePlan) {
         let from = match &i.source {
             Source::Whole => String::new(),
             Source::Member { path } => format!(":{path}"),
-            Source::Dir { path } => format!(":{}/*", if path.is_empty() { "." } else { path }),
+            Source::Dir { path, .. } => {
+                format!(":{}/*", if path.is_empty() { "." } else { path })
+            }
         };
         let _ = writeln!(
             s,

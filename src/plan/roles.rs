@@ -91,7 +91,16 @@ fn service(name: &str, start: Start) -> Service {
 /// On a control node the control plane's units go between containerd and the kubelet.
 fn node(plan: &mut RolePlan, bridge: bool, control: bool) {
     plan.installs = vec![
-        rule("containerd", Source::Dir { path: "bin".into() }, "/bin"),
+        rule(
+            "containerd",
+            Source::Dir {
+                path: "bin".into(),
+                // containerd.service runs the first; the CRI runtime `io.containerd.runc.v2` is
+                // the second.
+                required: vec!["containerd".into(), "containerd-shim-runc-v2".into()],
+            },
+            "/bin",
+        ),
         rule("runc", Source::Whole, "/usr/local/bin/runc"),
         rule("crictl", member("crictl"), "/usr/local/bin/crictl"),
         rule(
@@ -110,6 +119,8 @@ fn node(plan: &mut RolePlan, bridge: bool, control: bool) {
             "cni-plugins",
             Source::Dir {
                 path: String::new(),
+                // The plugins 10-bridge.conf and 99-loopback.conf name.
+                required: vec!["bridge".into(), "host-local".into(), "loopback".into()],
             },
             "/opt/cni/bin",
         ));

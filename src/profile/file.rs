@@ -108,6 +108,9 @@ pub(super) struct ComponentFile {
     pub version: S<String>,
     pub url: S<String>,
     pub digests: BTreeMap<String, S<String>>,
+    /// Exact size in bytes per architecture, when known: a download that is larger fails.
+    #[serde(default)]
+    pub sizes: BTreeMap<String, S<u64>>,
 }
 
 // A separate type, not a shared optional field, so `spec_version` on containerd is an error.
@@ -118,6 +121,8 @@ pub(super) struct CniComponentFile {
     pub spec_version: S<String>,
     pub url: S<String>,
     pub digests: BTreeMap<String, S<String>>,
+    #[serde(default)]
+    pub sizes: BTreeMap<String, S<u64>>,
 }
 
 /// `resources`: what each role's VMs get from the host. A role left out, or a key left out of

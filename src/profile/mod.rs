@@ -194,6 +194,9 @@ pub struct Component {
     pub version: String,
     pub url_template: String,
     pub digests: BTreeMap<Arch, Digest>,
+    /// Exact download size per architecture, where the profile pins one.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sizes: BTreeMap<Arch, u64>,
 }
 
 impl Profile {
@@ -244,7 +247,7 @@ pub fn load(path: Option<&camino::Utf8Path>) -> anyhow::Result<Profile> {
             parse(BUILTIN_YAML, &format!("<built-in {BUILTIN_NAME}>")).map_err(anyhow::Error::new)
         }
         Some(p) => {
-            let text = fs_err::read_to_string(p.as_std_path()).map_err(|e| {
+            let text = fsutil::read_to_string(p.as_std_path()).map_err(|e| {
                 anyhow::anyhow!(
                     "cannot read profile {p}: {}",
                     fsutil::os_reason(&e, p.as_std_path())

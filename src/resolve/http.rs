@@ -1,10 +1,10 @@
-//! HTTP: the main stream of one download (from byte 0, hashed as it arrives, resumed with `Range`
-//! after an interruption where the server allows it), the retry loop with backoff every request
-//! goes through, and the one triage of HTTP answers that the main stream and the ranged pieces of
-//! `split` share.
+//! HTTP: the main stream of one download (from byte 0, or from where an earlier run stopped,
+//! hashed as it arrives, resumed with `Range` after an interruption where the server allows it),
+//! the retry loop with backoff every request goes through, and the one triage of HTTP answers
+//! that the main stream and the ranged pieces of `split` share. No source may send more than the
+//! artifact's `Limit`.
 
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,11 +14,13 @@ use reqwest::blocking::{Client, Response};
 use reqwest::header::{ACCEPT_RANGES, CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
 
-use super::fetch::{Ctx, SourceError};
+use super::cache::Part;
+use super::fetch::{Ctx, Limit, SourceError};
 use super::progress::Bar;
 use super::split::{Claim, Split, SPLIT_MIN_LEN};
 use super::ResolveOptions;
 use crate::digest::{Algo, Digest, Hasher};
+use crate::plan::Artifact;
 
 /// Read size of one HTTP body read.
 pub(super) const CHUNK: usize = 64 * 1024;
@@ -115,7 +117,7 @@ pub(super) fn with_retries(
 /// The main stream of a download: bytes `[0, have)` are in `out` and `hasher` has seen exactly
 /// those bytes.
 struct Partial<'a> {
-    out: &'a std::fs::File,
+    out: &'a Part,
     hasher: Hasher,
     algo: Algo,
     have: u64,
@@ -123,14 +125,15 @@ struct Partial<'a> {
     resumable: bool,
     /// Set once other connections may fetch parts of this file (this stream is `pieces[0]`).
     split: Option<Arc<Split>>,
+    limit: Limit,
 }
 
 impl Partial<'_> {
     fn restart(&mut self, bar: &Bar) -> Result<(), Attempt> {
-        match &self.split {
+        match self.split.clone() {
             // Other connections' bytes are in the file: only this stream's piece starts over.
-            Some(s) => s.restart_first(),
-            None => self.out.set_len(0).map_err(|e| {
+            Some(s) => s.restart_first().map_err(Attempt::Fatal)?,
+            None => self.out.file().set_len(0).map_err(|e| {
                 Attempt::Fatal(anyhow!(e).context("truncating the partial download"))
             })?,
         }
@@ -139,25 +142,53 @@ impl Partial<'_> {
         self.have = 0;
         Ok(())
     }
+
+    /// Fails the download for sending too much, emptying the file (its bytes are of no use).
+    fn too_much(&self) -> Attempt {
+        let _ = self.out.file().set_len(0);
+        Attempt::Fatal(self.limit.exceeded())
+    }
 }
 
-/// Downloads `url` into `out` (with the help of other connections if it turns out large and
-/// resumable) and returns its digest with the algorithm of `pinned`.
+/// Downloads `url` into `out`, continuing what an earlier run left there (with the help of
+/// other connections if it turns out large and resumable), and returns its digest with the
+/// algorithm of the artifact's pin.
 pub(super) fn download(
     ctx: &Ctx,
     url: &str,
-    pinned: &Digest,
-    out: &std::fs::File,
+    art: &Artifact,
+    out: &mut Part,
     bar: &Bar,
 ) -> Result<Digest, SourceError> {
+    let limit = Limit::of(art, ctx.opts);
+    if out.resume_len() > limit.bytes {
+        out.reset().map_err(SourceError::Other)?;
+    }
+    let have = out.resume_len();
+    let mut hasher = Hasher::new(art.digest.algo());
+    if have > 0 {
+        // The earlier bytes are hashed with the rest: the whole file is checked, not the tail.
+        hash_rest(out.file(), 0, have, &mut hasher)
+            .with_context(|| format!("reading back the partial download of {url}"))
+            .map_err(SourceError::Other)?;
+        bar.inc(have);
+        if hasher.clone().finish() == art.digest {
+            // The earlier run had all of it and stopped before storing it.
+            return Ok(hasher.finish());
+        }
+    }
+    let out: &Part = out;
     let client = ctx.client().map_err(SourceError::Other)?;
     let mut part = Partial {
         out,
-        hasher: Hasher::new(pinned.algo()),
-        algo: pinned.algo(),
-        have: 0,
-        resumable: false,
+        hasher,
+        algo: art.digest.algo(),
+        have,
+        // Asking for the rest is worth a try; a server that answers with the whole file
+        // starts it over.
+        resumable: have > 0,
         split: None,
+        limit,
     };
     let result = with_retries(ctx, url, || attempt(ctx, &client, url, &mut part, bar));
     let Some(split) = part.split.take() else {
@@ -180,7 +211,7 @@ pub(super) fn download(
     result.map_err(|e| source_error(url, e))?;
     // This stream hashed `[0, first_end)` as it arrived; the rest came over other connections.
     let mut hasher = part.hasher;
-    hash_rest(out, split.first_end(), split.len, &mut hasher)
+    hash_rest(out.file(), split.first_end(), split.len, &mut hasher)
         .with_context(|| format!("reading back the download of {url}"))
         .map_err(SourceError::Other)?;
     Ok(hasher.finish())
@@ -261,7 +292,11 @@ fn accept(
     let status = resp.status();
     match status {
         StatusCode::PARTIAL_CONTENT if ranged => {
-            let start = content_range(resp).map(|(s, _, _)| s);
+            let range = content_range(resp);
+            if let Some((_, _, total)) = range {
+                check_total(part, total)?;
+            }
+            let start = range.map(|(s, _, _)| s);
             if start != Some(part.have) {
                 // Continuing at the wrong offset would corrupt the file; start over instead.
                 part.resumable = false;
@@ -275,6 +310,9 @@ fn accept(
             if part.have > 0 {
                 // The server ignored `Range` and is sending the whole file again.
                 part.restart(bar)?;
+            }
+            if let Some(len) = resp.content_length() {
+                check_total(part, len)?;
             }
             part.resumable = resp
                 .headers()
@@ -295,20 +333,43 @@ fn accept(
     Ok(())
 }
 
+/// Fails (emptying the file) when the whole file, as the server announces it, is over the
+/// artifact's limit (or not its pinned size).
+fn check_total(part: &Partial, total: u64) -> Result<(), Attempt> {
+    part.limit.check_len(total).map_err(|e| {
+        let _ = part.out.file().set_len(0);
+        Attempt::Fatal(e)
+    })
+}
+
 /// Lets idle connections help with this file when it is large and the server takes `Range`.
 fn offer_split(ctx: &Ctx, url: &str, part: &mut Partial, resp: &Response, bar: &Bar) {
     if part.split.is_some() || !part.resumable || ctx.opts.jobs <= 1 {
         return;
     }
     let len = resp.content_length().filter(|&l| l >= SPLIT_MIN_LEN);
-    // Without a second handle on the file other connections cannot write; then this stream
-    // simply fetches it alone.
-    if let (Some(len), Ok(file)) = (len, part.out.try_clone()) {
-        bar.set_length(len);
-        let split = Arc::new(Split::new(url, len, file, bar.meter(), 0));
-        ctx.pool.add(Arc::clone(&split));
-        part.split = Some(split);
+    // Without a second handle on the file other connections cannot write, and without a record
+    // of the complete start a later run could not trust the file; then this stream simply
+    // fetches it alone.
+    let Some(len) = len else { return };
+    let Ok(file) = part.out.file().try_clone() else {
+        return;
+    };
+    let progress = part.out.prefix_path();
+    if super::cache::record_prefix(progress, part.have).is_err() {
+        return;
     }
+    bar.set_length(len);
+    let split = Arc::new(Split::new(
+        url,
+        len,
+        file,
+        bar.meter(),
+        part.have,
+        Some(progress.to_path_buf()),
+    ));
+    ctx.pool.add(Arc::clone(&split));
+    part.split = Some(split);
 }
 
 /// Writes the body at `part.have` onwards, hashing it, until the response or this stream's piece
@@ -346,13 +407,19 @@ fn read_body(part: &mut Partial, mut resp: Response, bar: &Bar) -> Result<(), At
                 Claim::Stop => return Err(Attempt::Stopped),
             },
         };
+        if part.have + len > part.limit.bytes {
+            return Err(part.too_much());
+        }
         let data = &buf[..len as usize];
         part.out
-            .write_all_at(data, part.have)
+            .write_at(data, part.have)
             .map_err(|e| Attempt::Fatal(anyhow!(e).context("writing the download to the cache")))?;
         part.hasher.update(data);
         part.have += len;
         bar.inc(len);
+        if let Some(s) = &part.split {
+            s.wrote(0, len).map_err(Attempt::Fatal)?;
+        }
         if done {
             // Dropping the response closes the connection; the rest is another connection's.
             return Ok(());

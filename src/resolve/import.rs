@@ -12,6 +12,7 @@ use tempfile::NamedTempFile;
 
 use super::cache::Cache;
 use crate::digest::{Algo, Digest, HashingWriter};
+use crate::fsutil;
 use crate::plan::Artifact;
 
 /// Copies hand-downloaded `files` into the cache when their digest matches one of `pins` (each
@@ -56,6 +57,8 @@ pub fn import_files(
                         copy
                     }
                 };
+                // Not while another run is fetching the same artifact into the cache.
+                let _lock = cache.lock(&pin.digest, |line| eprintln!("{line}"))?;
                 cache.store(entry, &pin.digest)?;
             }
             matched.push((file.clone(), (*pin).clone()));
@@ -75,7 +78,7 @@ fn copy_in(
     algos: impl IntoIterator<Item = Algo>,
 ) -> Result<(NamedTempFile, Vec<Digest>)> {
     // `io::copy` reads through a `BufReader`'s own buffer: large reads instead of 8 KiB ones.
-    let mut src = BufReader::with_capacity(256 * 1024, fs_err::File::open(file)?);
+    let mut src = BufReader::with_capacity(256 * 1024, fsutil::open_regular(file)?);
     let mut out = HashingWriter::with_algos(cache.temp_file()?, algos);
     io::copy(&mut src, &mut out)
         .with_context(|| format!("copying {} into the cache", file.display()))?;

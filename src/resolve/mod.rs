@@ -19,7 +19,15 @@
 //!   file when it was last verified (the stamp format of `fsutil`). An entry whose size or mtime
 //!   no longer match, or that has no stamp, is re-hashed before use, and deleted (then fetched
 //!   again) when the hash is wrong. (`<hex>.verified` files of older versions are ignored.)
-//! - `<cache>/tmp/`: downloads in progress. Nothing reaches `<algo>/` before its digest matched.
+//! - `<cache>/tmp/`: work in progress. `<algo>-<hex>.lock`: the lock of whoever is looking up or
+//!   fetching that artifact (one process at a time, deleted after); `<algo>-<hex>.part`: its
+//!   HTTP download so far, which a later run continues with `Range` (and `.part.prefix`: how much
+//!   of it is complete while other connections write further on); `.<name>.<pid>.*.tmp`: other
+//!   temp files, swept once their process is gone. Nothing reaches `<algo>/` before its digest
+//!   matched.
+//!
+//! No download may be longer than the artifact's pinned size, or `max_download_size` when the
+//! profile pins none.
 //!
 //! Sources for an artifact, in order: each mirror (`mirror_url(mirror, artifact.url)`), then the
 //! upstream URL. With `offline`, only `file://` mirrors are tried.
@@ -59,6 +67,11 @@ use cache::Cache;
 use fetch::Outcome;
 use progress::Reporter;
 
+/// [`ResolveOptions::max_download_size`] unless `--max-download-size` says otherwise: well
+/// above any release file a node needs (the Ubuntu cloud image is ~650 MB, the Kubernetes
+/// server tarball ~400 MB), well below filling a disk.
+pub const DEFAULT_MAX_DOWNLOAD_SIZE: u64 = 4 << 30;
+
 /// How progress is shown on stderr.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Progress {
@@ -91,6 +104,9 @@ pub struct ResolveOptions {
     pub retries: u32,
     /// Delay before the first retry; doubled for each further one (capped at 30 s).
     pub retry_backoff: Duration,
+    /// Most bytes one download may have when the profile pins no size for it (a body that
+    /// never ends stops here).
+    pub max_download_size: u64,
     /// Arguments of `imagegen fetch` that would fill the cache for this run (e.g.
     /// `--arch arm64 --profile p.yaml`), shown when `offline` finds artifacts missing.
     pub fetch_hint: String,
@@ -108,6 +124,7 @@ impl ResolveOptions {
             read_timeout: Duration::from_secs(30),
             retries: 4,
             retry_backoff: Duration::from_millis(500),
+            max_download_size: DEFAULT_MAX_DOWNLOAD_SIZE,
             fetch_hint: String::new(),
         }
     }

@@ -1,8 +1,15 @@
-//! The worker pool: `jobs` threads, each holding at most one connection, so `jobs` bounds the open
-//! connections of a run, not the files. A worker takes every artifact once (cache lookup, then its
-//! download); once none is left to start it helps a running download that is worth splitting (see
-//! `split`), so every connection keeps busy until the last byte.
+//! The worker pool: at most `jobs` threads, each holding at most one connection, so `jobs` bounds
+//! the open connections of a run, not the files. A worker takes every artifact once (cache
+//! lookup, then its download); once none is left to start it helps a running download that is
+//! worth splitting (see `split`), so every connection keeps busy until the last byte.
+//!
+//! Threads are bounded by the work as well: one per artifact at first, and more only when a
+//! download is offered for splitting (up to one per piece it can be cut into), so `--jobs
+//! 250000` for six files starts six threads. A thread that cannot be started (a low `ulimit
+//! -u`) leaves the run with the workers it has; with none at all, the calling thread does the
+//! work itself.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use anyhow::anyhow;
@@ -10,7 +17,7 @@ use anyhow::anyhow;
 use super::cache::Cache;
 use super::fetch::{self, Ctx, Outcome};
 use super::progress::Reporter;
-use super::split::{self, Split};
+use super::split::{self, Split, SPLIT_MIN_PIECE};
 use super::ResolveOptions;
 use crate::plan::Artifact;
 
@@ -37,24 +44,52 @@ pub(super) fn run(
     let ctx = Ctx::new(cache, opts, reporter, &pool);
     let outcomes: Mutex<Vec<Option<Outcome>>> =
         Mutex::new((0..unique.len()).map(|_| None).collect());
-    let workers = if unique.is_empty() {
-        0
-    } else {
-        opts.jobs.max(1)
+    // A panic below (an HTTP library that cannot start a thread of its own panics) fails that
+    // artifact, not the run.
+    let work = || loop {
+        match pool.next_job() {
+            Job::Artifact(i) => {
+                let _running = Running(&pool);
+                let outcome =
+                    catch_unwind(AssertUnwindSafe(|| fetch::resolve_one(&ctx, unique[i])))
+                        .unwrap_or_else(|_| Outcome::Failed(panicked(unique[i])));
+                lock(&outcomes)[i] = Some(outcome);
+            }
+            Job::Piece(split, i) => {
+                if catch_unwind(AssertUnwindSafe(|| split::help(&ctx, &split, i))).is_err() {
+                    split.fail(anyhow!("{}: a download thread panicked", split.url));
+                }
+            }
+            Job::Exit => break,
+        }
     };
     std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                match pool.next_job() {
-                    Job::Artifact(i) => {
-                        let _running = Running(&pool);
-                        let outcome = fetch::resolve_one(&ctx, unique[i]);
-                        lock(&outcomes)[i] = Some(outcome);
+        let mut cap = opts.jobs.max(1);
+        let mut started = 0;
+        while let Some(wanted) = pool.wait_for_demand(started, cap) {
+            while started < wanted {
+                match std::thread::Builder::new()
+                    .name("resolve".into())
+                    .spawn_scoped(s, work)
+                {
+                    Ok(_) => started += 1,
+                    Err(e) => {
+                        if started > 0 {
+                            reporter.note(&format!(
+                                "cannot start more than {started} download thread(s) ({e}); \
+                                 going on with those"
+                            ));
+                        }
+                        cap = started;
+                        break;
                     }
-                    Job::Piece(split, i) => split::help(&ctx, &split, i),
-                    Job::Exit => break,
                 }
-            });
+            }
+            if started == 0 {
+                // Not even one thread: this one does all the work, one artifact after another.
+                work();
+                break;
+            }
         }
     });
     outcomes
@@ -63,6 +98,14 @@ pub(super) fn run(
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Outcome::Failed(anyhow!("worker thread panicked"))))
         .collect()
+}
+
+fn panicked(art: &Artifact) -> anyhow::Error {
+    anyhow!(
+        "{} {}: fetching it failed in a thread that panicked (see above)",
+        art.component,
+        art.file_name
+    )
 }
 
 /// Hands out the work: artifacts first, then pieces of running downloads.
@@ -121,6 +164,27 @@ impl Pool {
             }
             if st.running == 0 {
                 return Job::Exit;
+            }
+            st = wait(&self.wake, st);
+        }
+    }
+
+    /// Waits until the work could use more than `started` workers (at most `cap`), or is done.
+    /// `Some(n)`: start workers up to `n` in all; `None`: nothing is left to start workers for.
+    fn wait_for_demand(&self, started: usize, cap: usize) -> Option<usize> {
+        let mut st = lock(&self.state);
+        loop {
+            if st.next == st.total && st.running == 0 {
+                return None;
+            }
+            // One worker per artifact not yet finished, and one per piece a running download can
+            // still be cut into (at least `SPLIT_MIN_PIECE` each).
+            let pieces: u64 = st.splits.iter().map(|s| s.len / SPLIT_MIN_PIECE).sum();
+            let demand = (st.total - st.next + st.running)
+                .saturating_add(usize::try_from(pieces).unwrap_or(usize::MAX))
+                .min(cap);
+            if demand > started || started == 0 {
+                return Some(demand.max(1));
             }
             st = wait(&self.wake, st);
         }

@@ -162,6 +162,17 @@ impl Reporter {
         }
     }
 
+    /// A line about waiting for another process: shown even when quiet, since a run that
+    /// waits without a word looks hung.
+    pub(super) fn waiting(&self, msg: &str) {
+        match self {
+            Reporter::Bars { multi, .. } => {
+                let _ = multi.println(msg);
+            }
+            Reporter::Plain { .. } | Reporter::Quiet => eprintln!("{msg}"),
+        }
+    }
+
     pub(super) fn note(&self, msg: &str) {
         match self {
             Reporter::Bars { multi, .. } => {

@@ -7,6 +7,7 @@
 
 use std::io::Read as _;
 use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
 
 use anyhow::anyhow;
@@ -22,9 +23,12 @@ use super::progress::Meter;
 /// Files at least this large may be fetched over several connections at once, when the server
 /// honours `Range`. Smaller ones finish soon enough over one.
 pub(super) const SPLIT_MIN_LEN: u64 = 16 * 1024 * 1024;
+/// While a file is fetched over several connections, how often (in bytes of growth) the complete
+/// start of it is recorded for a run that continues it.
+const RECORD_EVERY: u64 = 8 << 20;
 /// Smallest share a connection takes over from another. Below this, a new request (a round trip,
 /// maybe a TLS handshake) costs about as much as it saves.
-const SPLIT_MIN_PIECE: u64 = 4 * 1024 * 1024;
+pub(super) const SPLIT_MIN_PIECE: u64 = 4 * 1024 * 1024;
 
 /// One download fetched over several connections, each filling its own byte range (piece) of the
 /// same temp file. It starts as the ordinary single stream (`pieces[0]`, from offset 0, hashed as
@@ -39,14 +43,32 @@ pub(super) struct Split {
     meter: Meter,
     state: Mutex<SplitState>,
     changed: Condvar,
+    /// Where the complete start of the file is recorded for a run that continues it after
+    /// this one stopped (`cache::Part`), and what was recorded last.
+    progress: Option<(PathBuf, Mutex<u64>)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Piece {
+    /// Where the piece began.
+    start: u64,
     /// Next offset to write (bytes before it are claimed by the connection filling this piece).
     pos: u64,
+    /// Bytes `[start, written)` are in the file (claimed bytes may still be on their way).
+    written: u64,
     /// Exclusive; only ever lowered, when another connection takes over the rest.
     end: u64,
+}
+
+impl Piece {
+    fn new(start: u64, end: u64) -> Piece {
+        Piece {
+            start,
+            pos: start,
+            written: start,
+            end,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,15 +104,27 @@ pub(super) enum Claim {
 }
 
 impl Split {
-    pub(super) fn new(url: &str, len: u64, file: std::fs::File, meter: Meter, have: u64) -> Split {
+    /// `have` bytes of the file are there already; `progress` is where to record how much of
+    /// its start is complete, if anywhere.
+    pub(super) fn new(
+        url: &str,
+        len: u64,
+        file: std::fs::File,
+        meter: Meter,
+        have: u64,
+        progress: Option<PathBuf>,
+    ) -> Split {
         Split {
             url: url.to_string(),
             len,
             file,
             meter,
+            progress: progress.map(|p| (p, Mutex::new(have))),
             state: Mutex::new(SplitState {
                 pieces: vec![Piece {
+                    start: 0,
                     pos: have,
+                    written: have,
                     end: len,
                 }],
                 probe: Probe::Untested,
@@ -130,10 +164,7 @@ impl Split {
     fn steal_locked(st: &mut SplitState) -> Option<usize> {
         let (i, left) = Self::victim(st)?;
         let mid = st.pieces[i].pos + left / 2;
-        let piece = Piece {
-            pos: mid,
-            end: st.pieces[i].end,
-        };
+        let piece = Piece::new(mid, st.pieces[i].end);
         st.pieces[i].end = mid;
         st.pieces.push(piece);
         let idx = st.pieces.len() - 1;
@@ -158,8 +189,37 @@ impl Split {
 
     /// The first stream starts its piece over from byte 0 (its server ignored `Range`); the
     /// other pieces keep what they wrote.
-    pub(super) fn restart_first(&self) {
-        lock(&self.state).pieces[0].pos = 0;
+    pub(super) fn restart_first(&self) -> anyhow::Result<()> {
+        {
+            let mut st = lock(&self.state);
+            st.pieces[0].pos = 0;
+            st.pieces[0].written = 0;
+        }
+        if let Some((path, recorded)) = &self.progress {
+            let mut recorded = lock(recorded);
+            super::cache::record_prefix(path, 0)?;
+            *recorded = 0;
+        }
+        Ok(())
+    }
+
+    /// Piece `idx` has `len` more bytes in the file (after a [`Claim::Write`]). Every
+    /// [`RECORD_EVERY`] bytes of growth, records how much of the file's start is complete.
+    pub(super) fn wrote(&self, idx: usize, len: u64) -> anyhow::Result<()> {
+        let complete = {
+            let mut st = lock(&self.state);
+            st.pieces[idx].written += len;
+            complete_prefix(&st.pieces)
+        };
+        let Some((path, recorded)) = &self.progress else {
+            return Ok(());
+        };
+        let mut recorded = lock(recorded);
+        if complete >= *recorded + RECORD_EVERY {
+            super::cache::record_prefix(path, complete)?;
+            *recorded = complete;
+        }
+        Ok(())
     }
 
     /// Claims up to `n` bytes for piece `idx`. The first stream does not cut its data short while
@@ -212,7 +272,8 @@ impl Split {
         true
     }
 
-    fn fail(&self, e: anyhow::Error) {
+    /// Stops every connection of this file; the download from this source fails with `e`.
+    pub(super) fn fail(&self, e: anyhow::Error) {
         let mut st = lock(&self.state);
         st.stop = true;
         st.closed = true;
@@ -259,6 +320,27 @@ impl Split {
     pub(super) fn take_failure(&self) -> Option<anyhow::Error> {
         lock(&self.state).failure.take()
     }
+}
+
+/// How many bytes from the start of the file are in it without a gap: through every piece
+/// written to its end, up to where the first unfinished one stands.
+fn complete_prefix(pieces: &[Piece]) -> u64 {
+    let mut by_start: Vec<&Piece> = pieces.iter().collect();
+    by_start.sort_by_key(|p| p.start);
+    let mut done = 0;
+    for p in by_start {
+        if p.start > done {
+            break;
+        }
+        if p.end <= done {
+            continue;
+        }
+        done = done.max(p.written);
+        if p.written < p.end {
+            break;
+        }
+    }
+    done
 }
 
 /// Fetches piece `idx` of `split` (handed out by [`Split::steal`]): a ranged request per attempt,
@@ -361,6 +443,7 @@ fn fetch_piece(
                     .map_err(|e| {
                         Attempt::Fatal(anyhow!(e).context("writing the download to the cache"))
                     })?;
+                split.wrote(idx, len).map_err(Attempt::Fatal)?;
                 split.meter.inc(len);
                 if done {
                     return Ok(());
@@ -374,28 +457,43 @@ fn fetch_piece(
 mod tests {
     use super::*;
 
+    /// `(pos, end)` of every piece.
+    fn spans(s: &Split) -> Vec<(u64, u64)> {
+        lock(&s.state)
+            .pieces
+            .iter()
+            .map(|p| (p.pos, p.end))
+            .collect()
+    }
+
+    #[test]
+    fn the_complete_prefix_runs_through_finished_pieces_to_the_first_gap() {
+        let p = |start, written, end| Piece {
+            start,
+            pos: written,
+            written,
+            end,
+        };
+        assert_eq!(complete_prefix(&[p(0, 5, 10)]), 5);
+        assert_eq!(complete_prefix(&[p(0, 10, 10), p(10, 12, 20)]), 12);
+        // Listed in steal order, not file order; an emptied probe piece is skipped.
+        assert_eq!(
+            complete_prefix(&[p(0, 4, 4), p(8, 16, 16), p(4, 8, 8), p(6, 6, 6)]),
+            16
+        );
+        assert_eq!(complete_prefix(&[p(0, 4, 4), p(8, 9, 16), p(4, 6, 8)]), 6);
+    }
+
     #[test]
     fn steals_halve_the_largest_piece_and_a_refused_probe_gives_it_back() {
         let file = tempfile::tempfile().unwrap();
         let meter = Meter::hidden();
         let mib = 1024 * 1024;
-        let s = Split::new("http://x/f", 64 * mib, file, meter, 0);
+        let s = Split::new("http://x/f", 64 * mib, file, meter, 0, None);
         assert_eq!(s.steal(), Some(1));
         assert_eq!(s.steal(), None, "no second piece before the probe answered");
         assert!(s.refuse(1));
-        assert_eq!(
-            lock(&s.state).pieces,
-            [
-                Piece {
-                    pos: 0,
-                    end: 64 * mib
-                },
-                Piece {
-                    pos: 32 * mib,
-                    end: 32 * mib
-                }
-            ]
-        );
+        assert_eq!(spans(&s), [(0, 64 * mib), (32 * mib, 32 * mib)]);
         assert_eq!(s.steal(), None, "ranges do not work here");
 
         let s = Split::new(
@@ -404,41 +502,22 @@ mod tests {
             tempfile::tempfile().unwrap(),
             s.meter.clone(),
             0,
+            None,
         );
         assert_eq!(s.steal(), Some(1));
         assert!(s.confirm(1));
         assert!(!s.refuse(1));
         assert_eq!(s.steal(), Some(2));
-        let pieces = lock(&s.state).pieces.clone();
         assert_eq!(
-            pieces,
-            [
-                Piece {
-                    pos: 0,
-                    end: 32 * mib
-                },
-                Piece {
-                    pos: 32 * mib,
-                    end: 48 * mib
-                },
-                Piece {
-                    pos: 48 * mib,
-                    end: 64 * mib
-                },
-            ]
+            spans(&s),
+            [(0, 32 * mib), (32 * mib, 48 * mib), (48 * mib, 64 * mib)]
         );
         // The piece with the most left is split next, however far the others are.
         lock(&s.state).pieces[1].pos = 46 * mib;
         lock(&s.state).pieces[2].pos = 50 * mib;
         assert_eq!(s.steal(), Some(3));
         assert_eq!(lock(&s.state).pieces[0].end, 16 * mib);
-        assert_eq!(
-            lock(&s.state).pieces[3],
-            Piece {
-                pos: 16 * mib,
-                end: 32 * mib
-            }
-        );
+        assert_eq!(spans(&s)[3], (16 * mib, 32 * mib));
         // A connection stops at its (lowered) end.
         match s.claim(0, 17 * mib) {
             Claim::Write { at, len, done } => assert_eq!((at, len, done), (0, 16 * mib, true)),

@@ -128,7 +128,7 @@ impl Templates {
         }
         for (name, builtin) in BUILTIN_TEMPLATES {
             let source = match override_dir.map(|d| d.join(format!("{name}.j2"))) {
-                Some(p) if p.exists() => fs_err::read_to_string(p.as_std_path())?,
+                Some(p) if p.exists() => crate::fsutil::read_to_string(p.as_std_path())?,
                 _ => builtin.to_string(),
             };
             env.add_template_owned(name.to_string(), source)

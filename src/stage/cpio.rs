@@ -79,7 +79,7 @@ fn copy_checked<W: Write>(
     entry: &OverlayEntry,
     verify_content: bool,
 ) -> Result<()> {
-    let mut file = fs_err::File::open(path)?;
+    let mut file = crate::fsutil::open_regular(path)?;
     let mut sha256 = None;
     let copied = if verify_content {
         let mut content = HashingWriter::new(&mut *cpio, Algo::Sha256);

@@ -3,11 +3,20 @@
 //! outside the tree: every entry name is checked for absolute paths and `..` (tar slip), a
 //! selected link is refused (saying whether it would have escaped), and each file is created
 //! fresh under a node path that `rules` has already judged.
+//!
+//! Every planned install produces its file: a member the archive lacks (or holds as a
+//! directory), and a file a directory rule `required` that is not there, fail the stage naming
+//! the component and the member. Reading is bounded: an archive with more than [`MAX_ENTRIES`]
+//! entries, or that inflates to more than [`MAX_RATIO`] times its size (and more than
+//! [`MIN_INFLATE_LIMIT`]), is refused as a likely gzip bomb. Errors name an artifact as the
+//! build describes it (component, version, arch, URL), not by its path in the cache.
 
-use std::collections::BTreeMap;
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufRead as _, BufReader, BufWriter, Read};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
+use std::rc::Rc;
 
 use anyhow::{anyhow, bail, ensure, Context as _, Result};
 use flate2::read::MultiGzDecoder;
@@ -15,13 +24,22 @@ use flate2::read::MultiGzDecoder;
 use super::rules::{node_components, normalize_archive_path, split_parent};
 use super::{OverlayEntry, StageRequest};
 use crate::digest::{Algo, HashingWriter};
+use crate::fsutil;
 use crate::plan::{InstallRule, Source};
 
 /// How many existing entries an error about a missing member lists.
 const LISTED_ENTRIES: usize = 8;
+/// Entries one archive may have: release tarballs have tens.
+pub(crate) const MAX_ENTRIES: u64 = 10_000;
+/// How many times its own size an archive may inflate to: release binaries compress 3-5 times,
+/// a gzip bomb a thousand times.
+pub(crate) const MAX_RATIO: u64 = 20;
+/// What any archive may inflate to, however small it is (tar headers and padding alone make a
+/// tiny archive inflate far more than [`MAX_RATIO`] times).
+pub(crate) const MIN_INFLATE_LIMIT: u64 = 256 << 20;
 
 /// Rules of one component, split by how they read its artifact.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct ComponentRules<'r> {
     whole: Vec<&'r InstallRule>,
     from_archive: Vec<&'r InstallRule>,
@@ -40,7 +58,8 @@ pub(crate) fn extract_all(req: &StageRequest, root: &Path) -> Result<Vec<Overlay
     // Each artifact is read by a thread of its own, into a directory of its own: inflating and
     // hashing dominate, and the artifacts are independent. The parts are then merged in
     // component order, so the outcome (and any duplicate-install error) does not depend on
-    // scheduling.
+    // scheduling. A thread that cannot be started (a low `ulimit -u`) is no error: that
+    // component is staged on this thread instead.
     let parts: Vec<tempfile::TempDir> = by_component
         .keys()
         .map(|_| {
@@ -55,14 +74,24 @@ pub(crate) fn extract_all(req: &StageRequest, root: &Path) -> Result<Vec<Overlay
             .into_iter()
             .zip(&parts)
             .map(|((component, rules), part)| {
-                scope.spawn(move || stage_component(req, component, rules, part.path()))
+                let again = rules.clone();
+                std::thread::Builder::new()
+                    .name("extract".into())
+                    .spawn_scoped(scope, move || {
+                        stage_component(req, component, rules, part.path())
+                    })
+                    .map_err(|_| (component, again, part))
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow!("an extraction thread panicked")))
+            .map(|h| match h {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow!("an extraction thread panicked"))),
+                Err((component, rules, part)) => {
+                    stage_component(req, component, rules, part.path())
+                }
             })
             .collect()
     });
@@ -83,15 +112,17 @@ fn stage_component<'p>(
 ) -> Result<Staged<'p>> {
     let mut staged = Staged::new(part);
     let artifact = &req.artifacts[component];
+    let name = match req.artifact_names.get(component) {
+        Some(n) => n.clone(),
+        None => format!("`{}` (component `{component}`)", artifact.display()),
+    };
     for rule in rules.whole {
-        let mut file = fs_err::File::open(artifact)?;
+        let mut file = fsutil::open_regular(artifact)?;
         let size = file.metadata()?.len();
-        staged.add(&rule.dest, rule.mode, &mut file, size, || {
-            format!("artifact `{}`", artifact.display())
-        })?;
+        staged.add(&rule.dest, rule.mode, &mut file, size, || name.clone())?;
     }
     if !rules.from_archive.is_empty() {
-        extract_archive(component, artifact, &rules.from_archive, &mut staged)?;
+        extract_archive(&name, artifact, &rules.from_archive, &mut staged)?;
     }
     Ok(staged)
 }
@@ -189,56 +220,110 @@ impl<'p> Staged<'p> {
     }
 }
 
-/// Reads one .tar.gz once, writing the members and directories its rules select.
+/// Reads one .tar.gz once, writing the members and directories its rules select. `name` is how
+/// errors call the artifact.
 fn extract_archive(
-    component: &str,
+    name: &str,
     archive_path: &Path,
     rules: &[&InstallRule],
     staged: &mut Staged,
 ) -> Result<()> {
-    let shown = archive_path.display();
-    let input = open_gzip(component, archive_path)?;
+    let input = open_gzip(name, archive_path)?;
+    let compressed = input.get_ref().metadata()?.len();
+    let limit = MIN_INFLATE_LIMIT.max(compressed.saturating_mul(MAX_RATIO));
+    let inflated = Rc::new(Cell::new(0u64));
+    let reader = Inflated {
+        inner: MultiGzDecoder::new(input),
+        count: Rc::clone(&inflated),
+        limit,
+    };
+    // A read error past the limit is the bomb, whatever the tar parser makes of it.
+    let bomb = || {
+        anyhow!(
+            "{name} inflates to more than {limit} bytes (the limit for a {compressed}-byte \
+             archive: {MAX_RATIO} times its size, at least {} MiB); refusing it as a likely gzip \
+             bomb",
+            MIN_INFLATE_LIMIT >> 20
+        )
+    };
+    let tar_error = |e: io::Error| {
+        if inflated.get() > limit {
+            bomb()
+        } else {
+            anyhow!(e).context(format!("reading {name} as a tar archive"))
+        }
+    };
     let mut wanted = Wanted::new(rules)?;
     let mut listed: Vec<String> = Vec::new();
-    let mut archive = tar::Archive::new(MultiGzDecoder::new(input));
-    let entries = archive
-        .entries()
-        .with_context(|| format!("reading `{shown}` as a tar archive"))?;
-    for entry in entries {
-        let mut entry = entry.with_context(|| format!("reading `{shown}` as a tar archive"))?;
+    let mut archive = tar::Archive::new(reader);
+    let mut count = 0u64;
+    for entry in archive.entries().map_err(tar_error)? {
+        let mut entry = entry.map_err(tar_error)?;
+        count += 1;
+        ensure!(
+            count <= MAX_ENTRIES,
+            "{name} has more than {MAX_ENTRIES} entries; refusing it (release archives have tens)"
+        );
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let name = normalize_archive_path(&raw).map_err(|why| {
-            anyhow!("`{shown}` has an entry `{raw}` that {why}; refusing to extract from it")
+        let path = normalize_archive_path(&raw).map_err(|why| {
+            anyhow!("{name} has an entry `{raw}` that {why}; refusing to extract from it")
         })?;
         let kind = entry.header().entry_type();
-        if kind.is_dir() || kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
+        if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
+            continue;
+        }
+        if kind.is_dir() {
+            wanted.dirs_seen.insert(path);
             continue;
         }
         if listed.len() < LISTED_ENTRIES {
-            listed.push(name.clone());
+            listed.push(path.clone());
         }
-        let targets = wanted.targets(archive_path, &name)?;
+        let targets = wanted.targets(name, &path)?;
         if targets.is_empty() {
             continue;
         }
-        refuse_unless_regular(&entry, archive_path, &raw, &name)?;
+        refuse_unless_regular(&entry, name, &raw, &path)?;
         let size = entry.size();
-        let origin = || format!("member `{raw}` of `{shown}`");
-        install(staged, &mut entry, size, &targets, origin)?;
+        let origin = || format!("member `{raw}` of {name}");
+        install(staged, &mut entry, size, &targets, origin).map_err(|e| {
+            if inflated.get() > limit {
+                bomb()
+            } else {
+                e
+            }
+        })?;
     }
-    wanted.check_all_found(archive_path, component, &listed)
+    wanted.check_all_found(name, &listed)
+}
+
+/// The decompressed stream, failing once more than `limit` bytes came out of it.
+struct Inflated<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+    limit: u64,
+}
+
+impl<R: Read> Read for Inflated<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        if self.count.get() > self.limit {
+            return Err(io::Error::other("the archive inflates past its limit"));
+        }
+        Ok(n)
+    }
 }
 
 /// The artifact, buffered, once its first bytes show it is gzip: a rule that takes files out of
 /// a plain binary gets an error saying so instead of a tar parse error.
-fn open_gzip(component: &str, archive_path: &Path) -> Result<BufReader<fs_err::File>> {
-    let mut input = BufReader::with_capacity(1 << 16, fs_err::File::open(archive_path)?);
+fn open_gzip(name: &str, archive_path: &Path) -> Result<BufReader<fs_err::File>> {
+    let mut input = BufReader::with_capacity(1 << 16, fsutil::open_regular(archive_path)?);
     let head = input.fill_buf()?;
     if !head.starts_with(&[0x1f, 0x8b]) {
         bail!(
-            "`{}` (component `{component}`) is not gzip-compressed (it starts with {}), \
-             but its install rules take files out of it, which needs a .tar.gz",
-            archive_path.display(),
+            "{name} is not gzip-compressed (it starts with {}), but its install rules take \
+             files out of it, which needs a .tar.gz",
             if head.is_empty() {
                 "nothing: it is empty".to_string()
             } else {
@@ -249,12 +334,21 @@ fn open_gzip(component: &str, archive_path: &Path) -> Result<BufReader<fs_err::F
     Ok(input)
 }
 
+/// A directory rule, and the files taken from its directory so far.
+struct DirRule<'r> {
+    dir: String,
+    rule: &'r InstallRule,
+    required: &'r [String],
+    taken: BTreeSet<String>,
+}
+
 /// What the rules of one archive select, and what has been found so far.
 struct Wanted<'r> {
     /// Member path -> (rule, seen).
     members: BTreeMap<String, Vec<(&'r InstallRule, bool)>>,
-    /// Directory path -> (rule, files taken).
-    dirs: Vec<(String, &'r InstallRule, usize)>,
+    dirs: Vec<DirRule<'r>>,
+    /// Directory entries of the archive, to say so when a wanted file is one.
+    dirs_seen: BTreeSet<String>,
 }
 
 impl<'r> Wanted<'r> {
@@ -262,6 +356,7 @@ impl<'r> Wanted<'r> {
         let mut wanted = Wanted {
             members: BTreeMap::new(),
             dirs: Vec::new(),
+            dirs_seen: BTreeSet::new(),
         };
         for rule in rules {
             match &rule.source {
@@ -270,50 +365,42 @@ impl<'r> Wanted<'r> {
                     .entry(normalize_archive_path(path).map_err(|e| anyhow!(e))?)
                     .or_default()
                     .push((rule, false)),
-                Source::Dir { path } => wanted.dirs.push((
-                    normalize_archive_path(path).map_err(|e| anyhow!(e))?,
+                Source::Dir { path, required } => wanted.dirs.push(DirRule {
+                    dir: normalize_archive_path(path).map_err(|e| anyhow!(e))?,
                     rule,
-                    0,
-                )),
+                    required,
+                    taken: BTreeSet::new(),
+                }),
                 Source::Whole => {}
             }
         }
         Ok(wanted)
     }
 
-    /// The node paths (and modes) the entry `name` goes to: member rules first, then directory
+    /// The node paths (and modes) the entry `path` goes to: member rules first, then directory
     /// rules. Records the entry as found; a member seen twice is an error.
-    fn targets(&mut self, archive_path: &Path, name: &str) -> Result<Vec<(String, u32)>> {
-        let (parent, file_name) = split_parent(name);
+    fn targets(&mut self, name: &str, path: &str) -> Result<Vec<(String, u32)>> {
+        let (parent, file_name) = split_parent(path);
         let mut targets = Vec::new();
-        if let Some(rules) = self.members.get_mut(name) {
+        if let Some(rules) = self.members.get_mut(path) {
             for (rule, seen) in rules.iter_mut() {
-                ensure!(
-                    !*seen,
-                    "`{}` has the member `{name}` twice",
-                    archive_path.display()
-                );
+                ensure!(!*seen, "{name} has the member `{path}` twice");
                 *seen = true;
                 targets.push((rule.dest.clone(), rule.mode));
             }
         }
-        for (dir, rule, taken) in self.dirs.iter_mut() {
-            if dir == parent {
-                *taken += 1;
-                targets.push((format!("{}/{file_name}", rule.dest), rule.mode));
+        for d in self.dirs.iter_mut() {
+            if d.dir == parent {
+                d.taken.insert(file_name.to_string());
+                targets.push((format!("{}/{file_name}", d.rule.dest), d.rule.mode));
             }
         }
         Ok(targets)
     }
 
-    /// Fails on the first member or directory the archive did not have, listing what it has.
-    fn check_all_found(
-        &self,
-        archive_path: &Path,
-        component: &str,
-        listed: &[String],
-    ) -> Result<()> {
-        let shown = archive_path.display();
+    /// Fails on the first member, directory or required file the archive did not have as a
+    /// regular file, listing what it has.
+    fn check_all_found(&self, name: &str, listed: &[String]) -> Result<()> {
         let listing = || {
             if listed.is_empty() {
                 "it has no files at all".to_string()
@@ -321,23 +408,42 @@ impl<'r> Wanted<'r> {
                 format!("it has e.g. {}", listed.join(", "))
             }
         };
+        let missing = |member: &str, dest: &str| {
+            if self.dirs_seen.contains(member) {
+                anyhow!(
+                    "{name} holds `{member}` as a directory, not a file, so `{dest}` cannot be \
+                     installed"
+                )
+            } else {
+                anyhow!(
+                    "{name} has no member `{member}` (for `{dest}`); {}",
+                    listing()
+                )
+            }
+        };
         for (member, wanted) in &self.members {
-            if wanted.iter().any(|(_, seen)| !seen) {
+            if let Some((rule, _)) = wanted.iter().find(|(_, seen)| !seen) {
+                return Err(missing(member, &rule.dest));
+            }
+        }
+        for d in &self.dirs {
+            if d.taken.is_empty() {
+                let dir = if d.dir.is_empty() { "." } else { &d.dir };
                 bail!(
-                    "`{shown}` (component `{component}`) has no member `{member}`; {}",
+                    "{name} has no file directly in directory `{dir}` (for `{}`); {}",
+                    d.rule.dest,
                     listing()
                 );
             }
-        }
-        for (dir, rule, taken) in &self.dirs {
-            if *taken == 0 {
-                let dir = if dir.is_empty() { "." } else { dir };
-                bail!(
-                    "`{shown}` (component `{component}`) has no file directly in directory \
-                     `{dir}` (for `{}`); {}",
-                    rule.dest,
-                    listing()
-                );
+            for file in d.required {
+                if !d.taken.contains(file) {
+                    let member = if d.dir.is_empty() {
+                        file.clone()
+                    } else {
+                        format!("{}/{file}", d.dir)
+                    };
+                    return Err(missing(&member, &format!("{}/{file}", d.rule.dest)));
+                }
             }
         }
         Ok(())
@@ -348,11 +454,10 @@ impl<'r> Wanted<'r> {
 /// outside the archive (the tar-slip attempt worth naming).
 fn refuse_unless_regular<R: Read>(
     entry: &tar::Entry<'_, R>,
-    archive_path: &Path,
-    raw: &str,
     name: &str,
+    raw: &str,
+    path: &str,
 ) -> Result<()> {
-    let shown = archive_path.display();
     let kind = entry.header().entry_type();
     if kind.is_symlink() || kind.is_hard_link() {
         let target = entry
@@ -360,23 +465,23 @@ fn refuse_unless_regular<R: Read>(
             .map(|t| String::from_utf8_lossy(&t).into_owned())
             .unwrap_or_default();
         let (what, escapes) = if kind.is_symlink() {
-            ("symlink", symlink_escapes(split_parent(name).0, &target))
+            ("symlink", symlink_escapes(split_parent(path).0, &target))
         } else {
             ("hard link", normalize_archive_path(&target).is_err())
         };
         if escapes {
             bail!(
-                "`{shown}` has an entry `{raw}` that is a {what} to `{target}`, outside the \
+                "{name} has an entry `{raw}` that is a {what} to `{target}`, outside the \
                  archive; refusing to extract from it"
             );
         }
         bail!(
-            "`{shown}` has an entry `{raw}` that is a {what} to `{target}`; only regular \
-             files are installed"
+            "{name} has an entry `{raw}` that is a {what} to `{target}`; only regular files \
+             are installed"
         );
     }
     if !kind.is_file() {
-        bail!("`{shown}` has an entry `{raw}` of type {kind:?}; only regular files are installed");
+        bail!("{name} has an entry `{raw}` of type {kind:?}; only regular files are installed");
     }
     Ok(())
 }
@@ -398,7 +503,7 @@ fn install(
                 first = Some(node_path);
             }
             Some(done) => {
-                let mut again = fs_err::File::open(staged.root.join(&done[1..]))?;
+                let mut again = fsutil::open_regular(&staged.root.join(&done[1..]))?;
                 staged.add(node_path, *mode, &mut again, size, origin)?;
             }
         }

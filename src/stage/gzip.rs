@@ -3,7 +3,8 @@
 //! compresses each as a complete gzip member (no name, mtime 0) on a thread of its own, and
 //! writes the members in order. A multi-member file is plain gzip (RFC 1952; `gzip -dc` reads it
 //! as one stream), and the fixed chunk boundaries keep the bytes independent of the number of
-//! cores.
+//! cores. At most one thread per core runs at once; when no thread can be started (a low
+//! `ulimit -u`), a chunk is compressed on the calling thread: same bytes, no error.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -14,12 +15,28 @@ use flate2::{Compression, GzBuilder};
 /// Input bytes per gzip member.
 const GZIP_CHUNK: usize = 4 << 20;
 
+/// One gzip member: being compressed on a thread, or compressed already.
+enum Member {
+    Thread(JoinHandle<io::Result<Vec<u8>>>),
+    Done(io::Result<Vec<u8>>),
+}
+
+/// `data` as one complete gzip member with neither a name nor a time.
+fn compress(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    let mut gz = GzBuilder::new()
+        .mtime(0)
+        .write(Vec::with_capacity(data.len() / 2), Compression::new(level));
+    gz.write_all(data)?;
+    gz.finish()
+}
+
 pub(crate) struct ParallelGz<W: Write> {
     out: W,
     level: u32,
     chunk: Vec<u8>,
-    /// Members being compressed, oldest first (the order they are written in).
-    pending: VecDeque<JoinHandle<io::Result<Vec<u8>>>>,
+    /// Members being compressed (or already compressed, without a thread), oldest first (the
+    /// order they are written in).
+    pending: VecDeque<Member>,
     max_pending: usize,
     members: u64,
 }
@@ -43,25 +60,36 @@ impl<W: Write> ParallelGz<W> {
         }
         let data = std::mem::replace(&mut self.chunk, Vec::with_capacity(GZIP_CHUNK));
         let level = self.level;
-        self.pending.push_back(std::thread::spawn(move || {
-            let mut gz = GzBuilder::new()
-                .mtime(0)
-                .write(Vec::with_capacity(data.len() / 2), Compression::new(level));
-            gz.write_all(&data)?;
-            gz.finish()
-        }));
+        // The data comes back when the thread cannot be started.
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let spawned = std::thread::Builder::new()
+            .name("gzip".into())
+            .spawn(move || {
+                let data = rx.recv().unwrap_or_default();
+                compress(&data, level)
+            });
+        let member = match spawned {
+            Ok(h) => {
+                // The receiver lives until the thread has it.
+                let _ = tx.send(data);
+                Member::Thread(h)
+            }
+            Err(_) => Member::Done(compress(&data, level)),
+        };
+        self.pending.push_back(member);
         self.members += 1;
         Ok(())
     }
 
     fn write_oldest(&mut self) -> io::Result<()> {
-        if let Some(h) = self.pending.pop_front() {
-            let member = h
+        let member = match self.pending.pop_front() {
+            None => return Ok(()),
+            Some(Member::Done(m)) => m?,
+            Some(Member::Thread(h)) => h
                 .join()
-                .map_err(|_| io::Error::other("a compression thread panicked"))??;
-            self.out.write_all(&member)?;
-        }
-        Ok(())
+                .map_err(|_| io::Error::other("a compression thread panicked"))??,
+        };
+        self.out.write_all(&member)
     }
 
     /// Compresses what is left and writes every member; returns the inner writer.

@@ -54,6 +54,9 @@ pub struct StageRequest<'a> {
     pub artifacts: &'a BTreeMap<String, PathBuf>,
     /// Component -> the pinned digest that file was verified against (keys the reuse stamp).
     pub artifact_digests: &'a BTreeMap<String, Digest>,
+    /// Component -> how errors name its artifact, e.g. `containerd 1.7.20 for amd64
+    /// (https://...)`; a component missing here is named by its path in the cache.
+    pub artifact_names: &'a BTreeMap<String, String>,
     /// `out/<arch>/overlay/<role>`: replaced as a whole.
     pub overlay_root: &'a Path,
     /// `out/<arch>/overlay-<role>.cpio.gz`; its stamp sits beside it (`fsutil::stamp_path`).

@@ -65,7 +65,7 @@ pub(crate) fn try_reuse(req: &StageRequest, key: &Digest) -> Result<Option<Overl
     if stamp.key != *key || stamp.overlay.role != req.role || !req.overlay_root.is_dir() {
         return Ok(None);
     }
-    let archive = match fs_err::File::open(req.archive_path) {
+    let archive = match fsutil::open_regular(req.archive_path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),

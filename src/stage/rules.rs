@@ -57,7 +57,7 @@ fn check_rule(rule: &InstallRule, req: &StageRequest) -> Result<()> {
                 what()
             );
         }
-        Source::Dir { path } => {
+        Source::Dir { path, .. } => {
             normalize_archive_path(path)
                 .map_err(|why| anyhow!("{}: directory `{path}` {why}", what()))?;
         }

@@ -62,3 +62,16 @@ pub fn list_dir(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Makes a named pipe (FIFO) at `path`: what a test puts where a file is expected, to prove
+/// that nothing opens it blocking (no process ever writes to it).
+pub fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt as _;
+    if let Some(parent) = path.parent() {
+        fs_err::create_dir_all(parent).unwrap();
+    }
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o644) };
+    assert_eq!(rc, 0, "mkfifo {}", path.display());
+}

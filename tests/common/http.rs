@@ -3,7 +3,8 @@
 //! It serves bodies from a path -> body map and can be told, per path, to misbehave the way real
 //! servers and networks do: 404, 500 a few times, drop the connection part-way (once, for the first
 //! request and/or the first 206), stall after the headers, honour (`bytes=N-`, `bytes=N-M`) or
-//! ignore `Range`, answer ranged requests late, or trickle the body slowly. It records every
+//! ignore `Range`, answer ranged requests late, trickle the body slowly, or send it without a
+//! length (a body that never ends). It records every
 //! request so tests can assert how many hits a path got, which `Range` was asked for and which
 //! status was answered, and how many requests were in flight at once, in all and per path.
 //!
@@ -92,6 +93,9 @@ pub struct Behaviour {
     pub pace: Option<Duration>,
     /// Sleep this long before answering a request that has a `Range` header.
     pub range_delay: Option<Duration>,
+    /// No `Content-Length`: the body ends when the connection does (with a huge generated
+    /// body, a body that never ends).
+    pub no_length: bool,
 }
 
 /// One request as the server saw it.
@@ -324,6 +328,7 @@ enum Plan {
         advertise: bool,
         drop_after: Option<u64>,
         pace: Option<Duration>,
+        no_length: bool,
     },
 }
 
@@ -382,6 +387,7 @@ fn handle(conn: TcpStream, st: &State) {
                             advertise: r.behaviour.ranges != Ranges::NotAdvertised,
                             drop_after,
                             pace: r.behaviour.pace,
+                            no_length: r.behaviour.no_length,
                         }
                     }
                 }
@@ -496,6 +502,7 @@ fn respond(
             advertise,
             drop_after,
             pace,
+            no_length,
         } => {
             let total = body.len();
             let len = end - start;
@@ -507,9 +514,10 @@ fn respond(
             } else {
                 "HTTP/1.1 200 OK\r\n".to_string()
             };
-            head.push_str(&format!(
-                "Content-Length: {len}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n"
-            ));
+            if !no_length {
+                head.push_str(&format!("Content-Length: {len}\r\n"));
+            }
+            head.push_str("Content-Type: application/octet-stream\r\nConnection: close\r\n");
             if advertise {
                 head.push_str("Accept-Ranges: bytes\r\n");
             }

@@ -1,5 +1,7 @@
 //! A local mirror in the upstream host/path layout, built from real (small) archives, and a
 //! profile whose digests pin them. What `--mirror file://...` or an HTTP server on loopback serves.
+//! A test may swap one file for another (correctly pinned), or make a loopback server the
+//! upstream of every file.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -132,5 +134,58 @@ pub fn build(dir: &Path, arch: &str, edit: &dyn Fn(String) -> String) -> Mirror 
 impl Mirror {
     pub fn file_url(&self) -> String {
         format!("file://{}", self.root.display())
+    }
+}
+
+impl Mirror {
+    /// Replaces the file whose mirror path ends with `path_end` by `data`, on disk and in
+    /// [`Mirror::files`], and pins its digest in the profile instead of the old one (same
+    /// algorithm): an upstream that publishes a different file, correctly pinned.
+    pub fn replace(&mut self, path_end: &str, data: Vec<u8>) {
+        let i = self
+            .files
+            .iter()
+            .position(|(p, _)| p.ends_with(path_end))
+            .unwrap_or_else(|| panic!("no mirror file ends with {path_end}"));
+        let old = std::mem::replace(&mut self.files[i].1, data.clone());
+        fs_err::write(self.root.join(&self.files[i].0), &data).unwrap();
+        let mut profile = fs_err::read_to_string(&self.profile).unwrap();
+        let (old256, old512) = (
+            hex::encode(Sha256::digest(&old)),
+            hex::encode(Sha512::digest(&old)),
+        );
+        if profile.contains(&old256) {
+            profile = profile.replace(&old256, &hex::encode(Sha256::digest(&data)));
+        } else {
+            assert!(
+                profile.contains(&old512),
+                "the profile does not pin {path_end}"
+            );
+            profile = profile.replace(&old512, &hex::encode(Sha512::digest(&data)));
+        }
+        fs_err::write(&self.profile, profile).unwrap();
+    }
+
+    /// Edits the profile text.
+    pub fn edit_profile(&self, edit: impl FnOnce(String) -> String) {
+        let profile = fs_err::read_to_string(&self.profile).unwrap();
+        fs_err::write(&self.profile, edit(profile)).unwrap();
+    }
+
+    /// Makes `server` the upstream of every file: serves each at its upstream path and points
+    /// the profile's URLs at the server (no other source is needed, or tried).
+    pub fn serve_as_upstream(&self, server: &super::http::TestServer) {
+        for (path, data) in &self.files {
+            server.add(&format!("/{path}"), data.clone());
+        }
+        let base = format!("{}/", server.base());
+        self.edit_profile(|p| {
+            p.replace("https://github.com/", &format!("{base}github.com/"))
+                .replace("https://dl.k8s.io/", &format!("{base}dl.k8s.io/"))
+                .replace(
+                    "https://cloud-images.ubuntu.com/",
+                    &format!("{base}cloud-images.ubuntu.com/"),
+                )
+        });
     }
 }

@@ -15,7 +15,7 @@ pub mod vfat;
 pub mod vm;
 
 #[allow(unused_imports)]
-pub use test::{Output, Test};
+pub use test::{Output, Running, Test};
 
 /// The repository root.
 pub fn root() -> &'static Path {

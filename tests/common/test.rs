@@ -11,6 +11,11 @@
 //! the expected one) and normalizes text for snapshots: the temp dir becomes `[TEMP]`, the
 //! cache `[CACHE]`, the repository root `[ROOT]`.
 //!
+//! Every run has a timeout (300 s unless [`Test::timeout`] says otherwise): a binary that hangs
+//! is killed and the test fails saying so. [`Test::spawn`] starts a run without waiting (to
+//! signal it, or to run two at once), and [`Test::wrap`] runs the binary under another command
+//! (`strace`, `prlimit`).
+//!
 //! ```ignore
 //! let t = Test::new();
 //! let out = t.clone().args(["profile", "check", "nope.yaml"]).run().code(1);
@@ -19,10 +24,12 @@
 #![allow(dead_code)]
 
 use std::ffi::{OsStr, OsString};
-use std::io::Write;
+use std::io::{Read as _, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::rc::Rc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::root;
 
@@ -35,6 +42,10 @@ pub struct Test {
     /// In order; `None` removes the variable.
     env: Vec<(OsString, Option<OsString>)>,
     stdin: Option<Vec<u8>>,
+    /// A command the binary runs under (`strace -f ...`, `prlimit ...`), with its arguments.
+    wrapper: Vec<OsString>,
+    /// Longest the run may take before it is killed and the test fails as hung.
+    timeout: Duration,
 }
 
 impl Default for Test {
@@ -54,6 +65,8 @@ impl Test {
             args: Vec::new(),
             env: Vec::new(),
             stdin: None,
+            wrapper: Vec::new(),
+            timeout: Duration::from_secs(300),
         }
     }
 
@@ -106,6 +119,27 @@ impl Test {
         self
     }
 
+    /// Runs the binary under `command` (e.g. `["strace", "-f", "-o", "/dev/null"]`), which gets
+    /// the binary's path and arguments after its own.
+    pub fn wrap<I, S>(mut self, command: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.wrapper = command
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
+        self
+    }
+
+    /// Fails the test as hung (after killing the binary) when a run takes longer than `limit`
+    /// (default 300 s).
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = limit;
+        self
+    }
+
     /// The working directory; a relative path is taken inside the temp dir. Tests that pass
     /// repository files by relative path (`tests/profiles/...`) run in [`root()`].
     pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
@@ -122,37 +156,21 @@ impl Test {
             .map(|(_, v)| v.as_deref())
     }
 
-    /// The paths a run's output is normalized by, most specific first.
-    fn filters(&self) -> Vec<(String, &'static str)> {
-        let cache = match self.env_set("IMAGEGEN_CACHE") {
-            Some(Some(dir)) => Some(self.cwd.join(dir)),
-            Some(None) => None,
-            None => Some(self.cache()),
-        };
-        let mut filters = Vec::new();
-        if let Some(cache) = cache {
-            add_filter(&mut filters, &cache, "[CACHE]");
-        }
-        add_filter(&mut filters, self.temp(), "[TEMP]");
-        add_filter(&mut filters, root(), "[ROOT]");
-        // The most specific path first: the cache may sit inside the temp dir, which may sit
-        // inside the repository.
-        filters.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
-        filters
-    }
-
-    /// `text` (a file the binary wrote, say) normalized as this test's runs are.
-    pub fn normalize(&self, text: &str) -> String {
-        let mut text = text.to_string();
-        for (from, to) in &self.filters() {
-            text = text.replace(from.as_str(), to);
-        }
-        text
-    }
-
     /// Runs the binary and waits for it.
     pub fn run(self) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagegen"));
+        self.spawn().wait()
+    }
+
+    /// Starts the binary; [`Running::wait`] waits for it.
+    pub fn spawn(self) -> Running {
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_imagegen"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_imagegen")),
+        };
         cmd.current_dir(&self.cwd)
             .args(&self.args)
             .env("HOME", self.home())
@@ -178,27 +196,123 @@ impl Test {
             // A binary that never reads stdin closes it early; that is not the test's concern.
             let _ = stdin.write_all(&data);
         });
-        let out = child
-            .wait_with_output()
-            .unwrap_or_else(|e| panic!("waiting for {cmd:?}: {e}"));
-        feeder.join().unwrap();
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+        Running {
+            child,
+            started: Instant::now(),
+            pipes: Some((feeder, stdout, stderr)),
+            test: self,
+        }
+    }
+}
 
+/// The threads that feed stdin and collect stdout and stderr of a run.
+type Pipes = (JoinHandle<()>, JoinHandle<Vec<u8>>, JoinHandle<Vec<u8>>);
+
+/// A run of the binary that has started; see [`Test::spawn`].
+pub struct Running {
+    child: Child,
+    started: Instant,
+    pipes: Option<Pipes>,
+    test: Test,
+}
+
+impl Running {
+    /// The process id of the binary (of the wrapper, when there is one).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the binary has not ended yet.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits for the binary (killing it and failing the test when it runs past its timeout).
+    pub fn wait(mut self) -> Output {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if self.started.elapsed() > self.test.timeout {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let (_, out, err) = self.pipes.take().unwrap();
+                panic!(
+                    "`imagegen {}` hung: killed after {:?}\n----- stdout -----\n{}\n----- stderr -----\n{}",
+                    self.test.args_text(),
+                    self.test.timeout,
+                    String::from_utf8_lossy(&out.join().unwrap()),
+                    String::from_utf8_lossy(&err.join().unwrap())
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let (feeder, out, err) = self.pipes.take().unwrap();
+        feeder.join().unwrap();
+        self.test
+            .output(status, out.join().unwrap(), err.join().unwrap())
+    }
+}
+
+impl Test {
+    fn args_text(&self) -> String {
+        self.args
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn output(self, status: ExitStatus, stdout: Vec<u8>, stderr: Vec<u8>) -> Output {
         let filters = self.filters();
         Output {
-            command: format!(
-                "imagegen {}",
-                self.args
-                    .iter()
-                    .map(|a| a.to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
-            status: out.status,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            command: format!("imagegen {}", self.args_text()),
+            status,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
             filters,
             temp: self.temp,
         }
+    }
+
+    /// Path filters: this test's cache, temp dir and the repository root become `[CACHE]`,
+    /// `[TEMP]` and `[ROOT]`.
+    fn filters(&self) -> Vec<(String, &'static str)> {
+        let cache = match self.env_set("IMAGEGEN_CACHE") {
+            Some(Some(dir)) => Some(self.cwd.join(dir)),
+            Some(None) => None,
+            None => Some(self.cache()),
+        };
+        let mut filters = Vec::new();
+        if let Some(cache) = cache {
+            add_filter(&mut filters, &cache, "[CACHE]");
+        }
+        add_filter(&mut filters, self.temp(), "[TEMP]");
+        add_filter(&mut filters, root(), "[ROOT]");
+        // The most specific path first: the cache may sit inside the temp dir, which may sit
+        // inside the repository.
+        filters.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+        filters
+    }
+
+    /// `text` (a file the binary wrote, say) normalized as this test's runs are.
+    pub fn normalize(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for (from, to) in &self.filters() {
+            text = text.replace(from.as_str(), to);
+        }
+        text
     }
 }
 

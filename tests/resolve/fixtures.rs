@@ -86,6 +86,7 @@ pub fn pin(fx: &Fx, base: &str) -> Artifact {
         url: format!("{base}{}", fx.path),
         file_name: fx.path.rsplit('/').next().unwrap().into(),
         digest: hash_reader(fx.algo, &fx.bytes[..]).unwrap(),
+        size: None,
     }
 }
 
@@ -155,6 +156,7 @@ pub fn big_file(srv: &TestServer, path: &str, seed: u64, len: u64, b: Behaviour)
         url: srv.url(path),
         file_name: path.rsplit('/').next().unwrap().into(),
         digest: hash_reader(Algo::Sha256, GeneratedReader { seed, pos: 0, len }).unwrap(),
+        size: None,
     }
 }
 

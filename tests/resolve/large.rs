@@ -46,6 +46,7 @@ fn a_large_download_is_streamed_in_bounded_memory() {
         url: srv.url(path),
         file_name: "kubernetes-node-linux-arm64.tar.gz".into(),
         digest,
+        size: None,
     };
     let cache = tempfile::tempdir().unwrap();
     // "5" resets VmHWM to the current RSS, so the peak below is this download's.

@@ -261,6 +261,7 @@ fn downloads_run_in_parallel_within_the_jobs_bound() {
             url: srv.url(&path),
             file_name: "kubelet".into(),
             digest: hash_reader(Algo::Sha256, &bytes[..]).unwrap(),
+            size: None,
         });
     }
     let cache = tempfile::tempdir().unwrap();

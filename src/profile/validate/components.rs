@@ -29,7 +29,7 @@ pub(super) fn check(
         (ComponentKey::Runc, &cp.runc),
         (ComponentKey::Crictl, &cp.crictl),
     ] {
-        list.push(component(c, key, &f.version, &f.url, &f.digests));
+        list.push(component(c, key, &f.version, &f.url, &f.digests, &f.sizes));
     }
     let mut cni_spec_version = None;
     if let Some(f) = &cp.cni_plugins {
@@ -39,6 +39,7 @@ pub(super) fn check(
             &f.version,
             &f.url,
             &f.digests,
+            &f.sizes,
         ));
         check_spec_version(c, &f.spec_version);
         cni_spec_version = Some(f.spec_version.value.clone());
@@ -55,13 +56,14 @@ pub(super) fn check(
         &node.version,
         &node.url,
         &node.digests,
+        &node.sizes,
     ));
     for (key, f) in [
         (ComponentKey::KubernetesServer, &cp.kubernetes_server),
         (ComponentKey::Etcd, &cp.etcd),
     ] {
         match f {
-            Some(f) => list.push(component(c, key, &f.version, &f.url, &f.digests)),
+            Some(f) => list.push(component(c, key, &f.version, &f.url, &f.digests, &f.sizes)),
             None if has_control => c.unplaced(
                 format!("components.{key}"),
                 "required when the profile has control nodes (they install it)",
@@ -76,6 +78,7 @@ pub(super) fn check(
             &f.version,
             &f.url,
             &f.digests,
+            &f.sizes,
         ));
     }
     if let Some(server) = &cp.kubernetes_server {
@@ -104,6 +107,7 @@ fn component(
     version: &S<String>,
     url: &S<String>,
     digests: &BTreeMap<String, S<String>>,
+    sizes: &BTreeMap<String, S<u64>>,
 ) -> Component {
     let base = format!("components.{key}");
     check_version(c, version, &format!("{base}.version"));
@@ -140,8 +144,46 @@ fn component(
         key,
         version: version.value.clone(),
         url_template: url.value.clone(),
+        sizes: check_sizes(c, &base, sizes, &pinned),
         digests: pinned,
     }
+}
+
+/// The pinned sizes: a known architecture that has a digest, and at least one byte.
+fn check_sizes(
+    c: &mut Checker,
+    base: &str,
+    sizes: &BTreeMap<String, S<u64>>,
+    digests: &BTreeMap<Arch, Digest>,
+) -> BTreeMap<Arch, u64> {
+    let mut out = BTreeMap::new();
+    for (arch, size) in sizes {
+        let key = format!("{base}.sizes.{arch}");
+        let arch_key = match arch.as_str() {
+            "arm64" => Arch::Arm64,
+            "amd64" => Arch::Amd64,
+            other => {
+                c.at(
+                    size,
+                    key,
+                    format!("unknown architecture `{other}` (expected arm64 or amd64)"),
+                );
+                continue;
+            }
+        };
+        if size.value == 0 {
+            c.at(size, key, "expected the size of the file in bytes, got 0");
+        } else if !digests.contains_key(&arch_key) {
+            c.at(
+                size,
+                key,
+                format!("a size for {arch} needs a digest for {arch} ({base}.digests.{arch})"),
+            );
+        } else {
+            out.insert(arch_key, size.value);
+        }
+    }
+    out
 }
 
 fn check_version(c: &mut Checker, version: &S<String>, key: &str) {

@@ -14,6 +14,21 @@
 //! overlay's inputs, a seed ISO's inputs) share one format: a hidden JSON file `.<name>.stamp`
 //! beside the file it describes, written atomically, read leniently (a missing, unreadable or
 //! older-format stamp only means "no reuse").
+//!
+//! The rest has a file each: `open` (reading a file the user named without hanging on a FIFO or
+//! device), `sweep` (temp paths that name their owning process, and removing those whose owner
+//! died), `lock` (exclusive locks between imagegen processes) and `interrupt` (what to delete
+//! on Ctrl-C or SIGTERM).
+
+mod interrupt;
+mod lock;
+mod open;
+mod sweep;
+
+pub use interrupt::{cleanup as cleanup_on_interrupt, RemoveOnInterrupt};
+pub use lock::Lock;
+pub use open::{open_regular, open_writable, read, read_to_string, TEXT_LIMIT};
+pub use sweep::{process_alive, sweep_stale};
 
 use std::io::{self, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
@@ -47,12 +62,15 @@ fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
 }
 
 /// A temp file beside `path` (same directory, so the final rename is atomic), named
-/// `.<name>.<random>.tmp`, already with `mode` (the umask cannot narrow or widen it).
+/// `.<name>.<pid>.<random>.tmp`, already with `mode` (the umask cannot narrow or widen it).
+/// Temps of the same name left by processes that are gone are removed first.
 pub fn temp_file_beside(path: &Path, mode: u32) -> anyhow::Result<NamedTempFile> {
     let (parent, name) = parent_and_name(path)?;
+    let prefix = format!(".{name}.");
+    sweep_stale(&parent, &prefix);
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
+        .prefix(&sweep::owned_prefix(&prefix))
+        .suffix(sweep::SUFFIX)
         .permissions(std::fs::Permissions::from_mode(mode))
         .tempfile_in(&parent)
         .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
@@ -61,13 +79,23 @@ pub fn temp_file_beside(path: &Path, mode: u32) -> anyhow::Result<NamedTempFile>
     Ok(tmp)
 }
 
-/// A temp directory beside `path`, named `.<name>.<random>.tmp`.
+/// A temp directory beside `path`, named `.<name>.<pid>.<random>.tmp`. Temps of the same
+/// name left by processes that are gone are removed first.
 pub fn temp_dir_beside(path: &Path) -> anyhow::Result<TempDir> {
     let (parent, name) = parent_and_name(path)?;
+    temp_dir_in(&parent, &format!(".{name}."))
+}
+
+/// A temp directory in `parent` named `<prefix><pid>.<random>.tmp` (`prefix` starts with `.`
+/// and ends with `.` or `-`, e.g. `.arm64.build-`), after removing those of the same prefix
+/// whose process is gone.
+pub fn temp_dir_in(parent: &Path, prefix: &str) -> anyhow::Result<TempDir> {
+    fs_err::create_dir_all(parent)?;
+    sweep_stale(parent, prefix);
     tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempdir_in(&parent)
+        .prefix(&sweep::owned_prefix(prefix))
+        .suffix(sweep::SUFFIX)
+        .tempdir_in(parent)
         .with_context(|| format!("creating a temporary directory in {}", parent.display()))
 }
 
@@ -92,8 +120,8 @@ pub fn write_atomic(path: &Utf8Path, data: &[u8], mode: u32) -> anyhow::Result<(
 
 /// Like [`write_atomic`], but leaves the file (and its mtime) alone when it already holds `data`.
 pub fn write_if_changed(path: &Utf8Path, data: &str, mode: u32) -> anyhow::Result<bool> {
-    if let Ok(existing) = fs_err::read(path.as_std_path()) {
-        if existing == data.as_bytes() {
+    if let Ok(existing) = read_to_string(path.as_std_path()) {
+        if existing == data {
             let meta = fs_err::metadata(path.as_std_path())?;
             if meta.permissions().mode() & 0o7777 != mode {
                 set_mode(path.as_std_path(), mode)?;
@@ -157,14 +185,21 @@ pub fn os_reason(e: &io::Error, path: &Path) -> String {
     }
 }
 
-/// A hard link where possible (same file system, no extra space), else a copy.
+/// A hard link where possible (same file system, no extra space), else a copy (of a regular
+/// file only, with its mode set before data).
 pub fn link_or_copy(from: &Path, to: &Path) -> anyhow::Result<()> {
     if let Some(parent) = to.parent() {
         fs_err::create_dir_all(parent)?;
     }
-    if fs_err::hard_link(from, to).is_err() {
-        fs_err::copy(from, to)?;
+    if fs_err::hard_link(from, to).is_ok() {
+        return Ok(());
     }
+    let mut src = open_regular(from)?;
+    let mode = src.metadata()?.permissions().mode() & 0o7777;
+    remove_if_exists(to)?;
+    let mut dest = create_new(to, mode)?;
+    io::copy(&mut src, &mut dest)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     Ok(())
 }
 
@@ -213,6 +248,9 @@ fn exchange(a: &Path, b: &Path) -> anyhow::Result<bool> {
 /// the old tree at `staged`, for the next run to sweep. Elsewhere it is two renames, and a failed
 /// second rename puts the old tree back.
 pub fn replace_dir(staged: &Path, dest: &Path) -> anyhow::Result<()> {
+    // An interrupt's cleanup (which may delete `staged`) waits until the swap is done, so it
+    // never deletes a tree half-way that then becomes `dest`.
+    let held = interrupt::hold();
     match fs_err::symlink_metadata(dest) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs_err::rename(staged, dest)?;
@@ -222,6 +260,7 @@ pub fn replace_dir(staged: &Path, dest: &Path) -> anyhow::Result<()> {
         Ok(_) => {}
     }
     if exchange(staged, dest)? {
+        drop(held);
         // `staged` now holds the previous tree.
         fs_err::remove_dir_all(staged)?;
         return Ok(());
@@ -234,6 +273,7 @@ pub fn replace_dir(staged: &Path, dest: &Path) -> anyhow::Result<()> {
         let _ = fs_err::rename(&old, dest);
         return Err(e.into());
     }
+    drop(held);
     trash
         .close()
         .with_context(|| format!("removing the previous content of {}", dest.display()))
@@ -250,8 +290,8 @@ pub fn stamp_path(file: &Path) -> PathBuf {
 
 /// The stamp of `file`, if there is one that parses as `T`.
 pub fn read_stamp<T: DeserializeOwned>(file: &Path) -> Option<T> {
-    let bytes = fs_err::read(stamp_path(file)).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    let text = read_to_string(&stamp_path(file)).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// Writes the stamp of `file` (pretty JSON, atomically, 0644).
@@ -301,6 +341,21 @@ mod tests {
             );
         }
         assert!(write_new(&tmp.path().join("f600"), b"y", 0o600).is_err());
+    }
+
+    #[test]
+    fn a_fifo_where_a_stamp_or_an_old_file_is_does_not_hang() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("seed.iso");
+        for p in [stamp_path(&f), tmp.path().join("kubeconfig")] {
+            let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        }
+        assert_eq!(read_stamp::<u32>(&f), None);
+        let p = camino::Utf8PathBuf::from_path_buf(tmp.path().join("kubeconfig")).unwrap();
+        assert!(write_if_changed(&p, "x", 0o600).unwrap());
+        assert_eq!(fs_err::read_to_string(&p).unwrap(), "x");
     }
 
     #[test]

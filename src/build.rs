@@ -66,6 +66,10 @@ pub struct BuildReport {
     pub arch_dir: Utf8PathBuf,
     pub vms: Vec<String>,
     pub pki_created: Vec<String>,
+    /// What else the build changed in `out/pki` and why (names and reasons only).
+    pub pki_notes: Vec<String>,
+    /// What the PKI's checks found that did not stop the build.
+    pub pki_warnings: Vec<String>,
     /// Roles whose packed overlay was carried over unchanged.
     pub overlays_reused: Vec<String>,
     pub isos_written: usize,
@@ -127,7 +131,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
         Some(_) => stage_overlays(&plan, &opts.resolve, opts.epoch, &staging)?,
         None => Overlays::new(),
     };
-    let pki = prepare_pki(&plan, &opts.out, opts.pki.as_deref())?;
+    let pki = prepare_pki(&plan, opts)?;
     let payloads = role_payloads(&plan, opts.payload, &overlays);
     let seeds = SeedInputs {
         plan: &plan,
@@ -150,6 +154,8 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
         arch_dir: staging.arch_dir.clone(),
         vms: plan.vms.iter().map(|v| v.name.clone()).collect(),
         pki_created: pki.created.clone(),
+        pki_notes: pki.notes.clone(),
+        pki_warnings: pki.warnings.clone(),
         overlays_reused: overlays
             .iter()
             .filter(|(_, o)| o.reused)
@@ -177,16 +183,22 @@ struct Staging {
     _lock: fsutil::Lock,
 }
 
+/// Takes `out/.lock` (saying on stderr whom it waits for), which every writer of `out/` holds:
+/// builds, which share `out/pki` and swap `out/<arch>`, and `imagegen pki`, so two runs never
+/// make two CAs. Then removes what killed runs left in `out/` and `out/pki` (staging and temp
+/// directories and files whose process is gone).
+pub fn lock_out(out: &Utf8Path) -> anyhow::Result<fsutil::Lock> {
+    fs_err::create_dir_all(out.as_std_path())?;
+    let lock = fsutil::Lock::acquire(out.join(".lock").as_std_path(), |line| eprintln!("{line}"))?;
+    for dir in [out.to_path_buf(), out.join("pki")] {
+        fsutil::sweep_stale(dir.as_std_path(), "");
+    }
+    Ok(lock)
+}
+
 impl Staging {
     fn create(out: &Utf8Path, arch: Arch) -> anyhow::Result<Self> {
-        fs_err::create_dir_all(out.as_std_path())?;
-        let lock =
-            fsutil::Lock::acquire(out.join(".lock").as_std_path(), |line| eprintln!("{line}"))?;
-        // With the lock held no other build is running here: staging directories and temp
-        // files whose process is gone are what killed runs left behind.
-        for dir in [out.to_path_buf(), out.join("pki")] {
-            fsutil::sweep_stale(dir.as_std_path(), "");
-        }
+        let lock = lock_out(out)?;
         let dir = fsutil::temp_dir_in(out.as_std_path(), &format!(".{arch}.build-"))
             .with_context(|| format!("creating a staging directory in {out}"))?;
         Ok(Staging {
@@ -350,11 +362,19 @@ fn carry_over_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Steps 3 and 4: credentials and payloads.
 
-/// The credentials: `--pki DIR` as given, or imagegen's own `out/pki` (created or reused).
-fn prepare_pki(plan: &Plan, out: &Utf8Path, provided: Option<&Utf8Path>) -> anyhow::Result<Pki> {
-    match provided {
-        Some(dir) => pki::prepare(dir, PkiMode::Provided, plan),
-        None => pki::prepare(&out.join("pki"), PkiMode::Managed, plan),
+/// The credentials: `--pki DIR` as given, or imagegen's own `out/pki` (created or reused);
+/// checked either way.
+fn prepare_pki(plan: &Plan, opts: &BuildOptions) -> anyhow::Result<Pki> {
+    let profile = opts.profile.as_deref();
+    match &opts.pki {
+        Some(dir) => {
+            let args = pki::args_hint(profile, None);
+            pki::prepare(dir, PkiMode::Provided, plan, &args)
+        }
+        None => {
+            let args = pki::args_hint(profile, Some(&opts.out));
+            pki::prepare(&opts.out.join("pki"), PkiMode::Managed, plan, &args)
+        }
     }
 }
 

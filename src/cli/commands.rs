@@ -7,7 +7,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use super::inputs::{self, epoch_from_env};
 use super::output::{print, println};
-use super::{BuildArgs, FetchArgs, HostSetupArgs, LaunchArgs, PkiArgs, PlanArgs};
+use super::{
+    ArchArg, BuildArgs, FetchArgs, HostSetupArgs, LaunchArgs, PkiArgs, PkiCheckArgs, PlanArgs,
+};
 use crate::build::{self, BuildOptions, BuildReport};
 use crate::host::{self, HostKind, HostNet, SetupAction, SetupOptions};
 use crate::launch::{self, Action, LaunchOptions};
@@ -37,6 +39,9 @@ pub(super) fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         epoch: epoch_from_env()?,
     };
     let report = build::build(&opts)?;
+    for w in &report.pki_warnings {
+        eprintln!("warning: {w}");
+    }
     println(&summary(&report, &a.out))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -80,6 +85,9 @@ fn summary(report: &BuildReport, out: &Utf8Path) -> String {
             report.pki_created.len(),
             out.join("pki")
         ));
+    }
+    for note in &report.pki_notes {
+        s.push_str(&format!("\n{}: {note}", out.join("pki")));
     }
     s
 }
@@ -175,30 +183,101 @@ pub(super) fn profile_show() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Creates or completes OUT/pki and prints the names of the files it created (never their
-/// content).
-pub(super) fn pki(a: &PkiArgs) -> anyhow::Result<ExitCode> {
-    let prof = profile::load(a.profile.as_deref())?;
-    let plan = match a.arch {
+/// The plan the PKI is made for: `arch`, else any the profile pins completely (the PKI does not
+/// depend on the architecture).
+fn pki_plan(profile: Option<&Utf8Path>, arch: Option<ArchArg>) -> anyhow::Result<plan::Plan> {
+    let prof = profile::load(profile)?;
+    Ok(match arch {
         Some(arch) => plan::plan(&prof, arch.into())?,
-        // The PKI does not depend on the architecture; any the profile pins completely will do.
         None => match plan::plan(&prof, Arch::Amd64) {
             Ok(p) => p,
             Err(_) => plan::plan(&prof, Arch::Arm64)?,
         },
+    })
+}
+
+/// Creates or completes OUT/pki (re-issuing what `--force` names) and prints the names of the
+/// files it created and what else it changed (never their content).
+pub(super) fn pki(a: &PkiArgs) -> anyhow::Result<ExitCode> {
+    super::interrupt::install();
+    let plan = pki_plan(a.profile.as_deref(), a.arch)?;
+    let force = if a.force_ca {
+        pki::Force::Ca
+    } else if !a.force.is_empty() {
+        pki::Force::Identities(a.force.clone())
+    } else {
+        pki::Force::Nothing
     };
     let dir = a.out.join("pki");
-    let pki = pki::prepare(&dir, PkiMode::Managed, &plan)?;
-    let mut text = if pki.created.is_empty() {
+    let args = pki::args_hint(a.profile.as_deref(), Some(&a.out));
+    // The lock builds take: two runs never make two CAs.
+    let _lock = build::lock_out(&a.out)?;
+    let pki = pki::manage(&dir, &plan, &force, &args)?;
+    for w in &pki.warnings {
+        eprintln!("warning: {w}");
+    }
+    let mut text = if !pki.created.is_empty() {
+        let n = pki.created.len();
+        format!("{dir}: created {n} file{}\n", if n == 1 { "" } else { "s" })
+    } else if pki.notes.is_empty() {
         format!("{dir}: complete, nothing created\n")
     } else {
-        format!("{dir}: created {} files\n", pki.created.len())
+        format!("{dir}: nothing created\n")
     };
     for name in &pki.created {
         text.push_str(&format!("  {name}\n"));
     }
+    for note in &pki.notes {
+        text.push_str(&format!("{note}\n"));
+    }
     print(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `imagegen pki check`: the report on stdout; exit 1 when it holds an error.
+pub(super) fn pki_check(a: &PkiCheckArgs) -> anyhow::Result<ExitCode> {
+    let plan = pki_plan(a.profile.as_deref(), a.arch)?;
+    let (dir, mode, args) = match &a.pki {
+        Some(dir) => (
+            dir.clone(),
+            PkiMode::Provided,
+            pki::args_hint(a.profile.as_deref(), None),
+        ),
+        None => (
+            a.out.join("pki"),
+            PkiMode::Managed,
+            pki::args_hint(a.profile.as_deref(), Some(&a.out)),
+        ),
+    };
+    // Not in the middle of a run that writes it: wait for `out/.lock` when there is one to take
+    // (a read-only output directory is checked without it).
+    let _lock = match (mode, a.out.join(".lock")) {
+        (PkiMode::Managed, lock) if lock.is_file() => {
+            match crate::fsutil::Lock::acquire(lock.as_std_path(), |l| eprintln!("{l}")) {
+                Ok(l) => Some(l),
+                Err(e)
+                    if e.downcast_ref::<std::io::Error>().is_some_and(|e| {
+                        matches!(
+                            e.kind(),
+                            std::io::ErrorKind::PermissionDenied
+                                | std::io::ErrorKind::ReadOnlyFilesystem
+                        )
+                    }) =>
+                {
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        _ => None,
+    };
+    let report = pki::check(&dir, mode, &plan, &args);
+    print(&report.text)?;
+    Ok(if report.errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub(super) fn host_setup(a: &HostSetupArgs) -> anyhow::Result<ExitCode> {

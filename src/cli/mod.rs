@@ -66,15 +66,43 @@ enum Command {
         after_help = "Example:\n  sudo imagegen launch all            # every VM, in the profile's order\n  imagegen launch worker0 --dry-run    # the disk and QEMU commands a start runs\n  imagegen launch all --status\n  sudo imagegen launch all --stop\n\nEnvironment (read by the scripts): IMAGEGEN_LAUNCH_NIC, IMAGEGEN_LAUNCH_BASE_IMAGE,\nIMAGEGEN_LAUNCH_ACCEL, IMAGEGEN_LAUNCH_FIRMWARE, IMAGEGEN_LAUNCH_LEASES (see OUT/ARCH/launch/common.sh)"
     )]
     Launch(LaunchArgs),
-    /// Create or complete the cluster's PKI in OUT/pki (what build does when it has none)
+    /// Create or complete the cluster's PKI in OUT/pki (what build does when it has none), or check it
     #[command(
-        after_help = "Example:\n  imagegen pki                      # out/pki for the built-in profile\n  imagegen pki --profile profiles/my-cluster.yaml --out /tmp/seeds"
+        after_help = "Example:\n  imagegen pki                      # out/pki for the built-in profile\n  imagegen pki --profile profiles/my-cluster.yaml --out /tmp/seeds\n  imagegen pki --force kubernetes   # its certificate again, e.g. after a control node was added\n  imagegen pki check                # every file against the profile: expiry, names, keys, issuer",
+        args_conflicts_with_subcommands = true
     )]
     Pki(PkiArgs),
 }
 
+#[derive(Subcommand)]
+enum PkiCommand {
+    /// Check every file of the PKI against the profile; exit 1 on any error
+    #[command(
+        after_help = "Example:\n  imagegen pki check --profile profiles/my-cluster.yaml\n  imagegen pki check --pki ~/kubernetes-the-harder-way/auth"
+    )]
+    Check(PkiCheckArgs),
+}
+
+#[derive(Args)]
+struct PkiCheckArgs {
+    /// Profile file [default: the built-in kthw-1.31]
+    #[arg(long, value_name = "FILE")]
+    profile: Option<Utf8PathBuf>,
+    /// Output directory whose OUT/pki (imagegen's own) is checked
+    #[arg(long, default_value = "out", value_name = "DIR")]
+    out: Utf8PathBuf,
+    /// Check these files (the guide's names, as a build takes them with --pki) instead
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    pki: Option<Utf8PathBuf>,
+    /// Architecture to plan for [default: the first the profile pins completely]
+    #[arg(long, value_enum)]
+    arch: Option<ArchArg>,
+}
+
 #[derive(Args)]
 struct PkiArgs {
+    #[command(subcommand)]
+    command: Option<PkiCommand>,
     /// Profile file [default: the built-in kthw-1.31]
     #[arg(long, value_name = "FILE")]
     profile: Option<Utf8PathBuf>,
@@ -84,6 +112,12 @@ struct PkiArgs {
     /// Architecture to plan for [default: the first the profile pins completely]; the PKI is the same for both
     #[arg(long, value_enum)]
     arch: Option<ArchArg>,
+    /// Issue these identities again (key, certificate, kubeconfig) with the same CA: kubernetes, admin, a node's name, ...
+    #[arg(long, value_name = "NAME", num_args = 1..)]
+    force: Vec<String>,
+    /// Make a new CA and issue everything again: nodes running with the old credentials are cut off
+    #[arg(long, conflicts_with = "force")]
+    force_ca: bool,
 }
 
 #[derive(Subcommand)]
@@ -368,7 +402,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::SeedIso(a) => seed_iso::run(a),
         Command::Profile(ProfileCommand::Check { file }) => commands::profile_check(&file),
         Command::Profile(ProfileCommand::Show) => commands::profile_show(),
-        Command::Pki(a) => commands::pki(&a),
+        Command::Pki(a) => match &a.command {
+            Some(PkiCommand::Check(c)) => commands::pki_check(c),
+            None => commands::pki(&a),
+        },
         Command::HostSetup(a) => commands::host_setup(&a),
         Command::Launch(a) => commands::launch(a),
     }

@@ -1,19 +1,22 @@
-//! The cluster CA of the managed PKI: loaded when `ca.pem` and `ca-key.pem` exist, created when
-//! neither does. It is made once and kept, because a new CA would cut off every node already
-//! running; half of a CA is an error, never a reason to make another.
+//! The cluster CA of the managed PKI: made once and kept, because a new CA would cut off every
+//! node already running. Three ways to have one: load `ca.pem` with `ca-key.pem`, make a new
+//! pair (when there is none, or `--force-ca`), or make `ca.pem` again from `ca-key.pem` when a
+//! run of an older imagegen was killed between the two. The certificate made again has the
+//! same key, subject and key identifier as the one the existing certificates name as their
+//! issuer, so they keep verifying.
 
 use anyhow::Context as _;
-use camino::Utf8Path;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyIdMethod,
+    KeyPair, KeyUsagePurpose,
 };
 
-use crate::fsutil;
+use super::x509::Cert;
 
-/// The CA as the issuing code needs it.
+/// The CA as the issuing code needs it. `Debug` is not derived: it holds the key.
 pub(crate) struct Ca {
     pub pem: String,
+    pub key_pem: String,
     pub issuer: Issuer<'static, KeyPair>,
 }
 
@@ -28,25 +31,54 @@ pub(crate) fn validity(params: &mut CertificateParams, years: i64) {
     params.not_after = now + time::Duration::days(365 * years);
 }
 
-pub(crate) fn load_or_create(dir: &Utf8Path, created: &mut Vec<String>) -> anyhow::Result<Ca> {
-    let cert_path = dir.join("ca.pem");
-    let key_path = dir.join("ca-key.pem");
-    if cert_path.exists() || key_path.exists() {
-        let pem = crate::fsutil::read_to_string(cert_path.as_std_path())
-            .with_context(|| format!("{dir} has a CA key but no usable ca.pem"))?;
-        let key_pem = crate::fsutil::read_to_string(key_path.as_std_path())
-            .with_context(|| format!("{dir} has ca.pem but no usable ca-key.pem"))?;
-        let key = KeyPair::from_pem(&key_pem)
-            .with_context(|| format!("{key_path}: expected a PEM private key"))?;
-        let issuer = Issuer::from_ca_cert_pem(&pem, key)
-            .with_context(|| format!("{cert_path}: expected a PEM CA certificate"))?;
-        return Ok(Ca { pem, issuer });
-    }
+/// The CA of `ca.pem` and `ca-key.pem` (the caller has checked that they belong together).
+pub(crate) fn load(pem: &str, key_pem: &str) -> anyhow::Result<Ca> {
+    let key = KeyPair::from_pem(key_pem)
+        .ok()
+        .context("ca-key.pem: imagegen signs with PKCS#8 keys (ECDSA, Ed25519 or RSA)")?;
+    let issuer = Issuer::from_ca_cert_pem(pem, key)
+        .ok()
+        .context("ca.pem: expected a PEM CA certificate")?;
+    Ok(Ca {
+        pem: pem.to_string(),
+        key_pem: key_pem.to_string(),
+        issuer,
+    })
+}
+
+/// A new CA: a new key and its self-signed certificate, `CN=Kubernetes, O=Kubernetes`.
+pub(crate) fn create() -> anyhow::Result<Ca> {
     let key = KeyPair::generate().context("generating the CA key")?;
-    let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "Kubernetes");
     dn.push(DnType::OrganizationName, "Kubernetes");
+    self_sign(key, dn, None)
+}
+
+/// `ca.pem` made again for the key in `key_pem`: with the issuer name and key identifier of
+/// the first of `signed` (existing certificates) that this key signed, else as [`create`]
+/// names a CA.
+pub(crate) fn remake(key_pem: &str, signed: &[Cert]) -> anyhow::Result<Ca> {
+    let key = KeyPair::from_pem(key_pem)
+        .ok()
+        .context("ca-key.pem: imagegen signs with PKCS#8 keys (ECDSA, Ed25519 or RSA)")?;
+    use rcgen::PublicKeyData as _;
+    let spki = key.subject_public_key_info();
+    let model = signed.iter().find(|c| c.signed_by(&spki));
+    let (dn, key_id) = match model.and_then(|c| Some((c.issuer_name()?, c))) {
+        Some((dn, c)) => (dn, c.authority_key_id.clone()),
+        None => {
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, "Kubernetes");
+            dn.push(DnType::OrganizationName, "Kubernetes");
+            (dn, None)
+        }
+    };
+    self_sign(key, dn, key_id)
+}
+
+fn self_sign(key: KeyPair, dn: DistinguishedName, key_id: Option<Vec<u8>>) -> anyhow::Result<Ca> {
+    let mut params = CertificateParams::default();
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
@@ -54,15 +86,14 @@ pub(crate) fn load_or_create(dir: &Utf8Path, created: &mut Vec<String>) -> anyho
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
+    if let Some(id) = key_id {
+        params.key_identifier_method = KeyIdMethod::PreSpecified(id);
+    }
     validity(&mut params, CA_YEARS);
     let cert = params.self_signed(&key).context("self-signing the CA")?;
-    let pem = cert.pem();
-    // Key first: a ca.pem without its key would make the next run fail instead of regenerate.
-    fsutil::write_atomic(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
-    fsutil::write_atomic(&cert_path, pem.as_bytes(), 0o644)?;
-    created.extend(["ca.pem".to_string(), "ca-key.pem".to_string()]);
     Ok(Ca {
-        pem,
+        pem: cert.pem(),
+        key_pem: key.serialize_pem(),
         issuer: Issuer::new(params, key),
     })
 }

@@ -1,10 +1,8 @@
-//! The one way a certificate of the managed PKI is made: from an [`Identity`], signed by the CA,
-//! written key first (0600) then certificate (0644). An identity whose certificate and key both
-//! exist is reused as it is; one with only half of the pair is an error naming both files,
-//! since making a new pair would overwrite the other half.
+//! The one way a certificate of the managed PKI is made: from an [`Identity`], signed by the
+//! CA, with a new key or (a run killed between key and certificate) the key already there.
+//! Writing is the caller's: the managed PKI is written as a set.
 
-use anyhow::{bail, Context as _};
-use camino::Utf8Path;
+use anyhow::Context as _;
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SanType,
@@ -12,7 +10,6 @@ use rcgen::{
 
 use super::ca::{validity, Ca};
 use super::identities::{Identity, San};
-use crate::fsutil;
 
 /// Years a new leaf certificate is valid.
 const LEAF_YEARS: i64 = 5;
@@ -23,35 +20,17 @@ pub(crate) struct Issued {
     pub key_pem: String,
 }
 
-/// Reuses `<stem>.pem` and `<stem>-key.pem` from `dir`, or issues them when neither exists.
-pub(crate) fn load_or_issue(
-    dir: &Utf8Path,
-    id: &Identity,
-    ca: &Ca,
-    created: &mut Vec<String>,
-) -> anyhow::Result<Issued> {
-    let cert_name = format!("{}.pem", id.stem);
-    let key_name = format!("{}-key.pem", id.stem);
-    let (cert_path, key_path) = (dir.join(&cert_name), dir.join(&key_name));
-    match (cert_path.exists(), key_path.exists()) {
-        (true, true) => {
-            let cert_pem = crate::fsutil::read_to_string(cert_path.as_std_path())?;
-            let key_pem = crate::fsutil::read_to_string(key_path.as_std_path())?;
-            super::check_pem(&cert_pem, &cert_path)?;
-            super::check_pem(&key_pem, &key_path)?;
-            return Ok(Issued { cert_pem, key_pem });
-        }
-        (true, false) | (false, true) => {
-            let (has, lacks) = if cert_path.exists() {
-                (&cert_path, &key_path)
-            } else {
-                (&key_path, &cert_path)
-            };
-            bail!("{has} exists but {lacks} does not: restore it, or remove {has} to have a new pair made");
-        }
-        (false, false) => {}
-    }
-    let key = KeyPair::generate().with_context(|| format!("generating a key for {}", id.stem))?;
+/// Issues the certificate of `id`, for `key_pem` when given (else a new key).
+pub(crate) fn issue(id: &Identity, ca: &Ca, key_pem: Option<&str>) -> anyhow::Result<Issued> {
+    let key = match key_pem {
+        Some(pem) => KeyPair::from_pem(pem).ok().with_context(|| {
+            format!(
+                "{}-key.pem: expected a PKCS#8 private key to issue {}.pem for",
+                id.stem, id.stem
+            )
+        })?,
+        None => KeyPair::generate().with_context(|| format!("generating a key for {}", id.stem))?,
+    };
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, id.common_name.as_str());
@@ -88,9 +67,9 @@ pub(crate) fn load_or_issue(
     let cert = params
         .signed_by(&key, &ca.issuer)
         .with_context(|| format!("signing the certificate for {}", id.stem))?;
-    let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
-    fsutil::write_atomic(&key_path, key_pem.as_bytes(), 0o600)?;
-    fsutil::write_atomic(&cert_path, cert_pem.as_bytes(), 0o644)?;
-    created.extend([cert_name, key_name]);
-    Ok(Issued { cert_pem, key_pem })
+    Ok(Issued {
+        cert_pem: cert.pem(),
+        // The key as it was given, byte for byte.
+        key_pem: key_pem.map_or_else(|| key.serialize_pem(), str::to_string),
+    })
 }

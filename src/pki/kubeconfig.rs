@@ -106,3 +106,96 @@ pub(crate) fn render(
     };
     serde_saphyr::to_string(&doc).context("serializing a kubeconfig")
 }
+
+/// What a kubeconfig says, for the checks: the server and embedded credentials of its current
+/// context (the PEM text the `*-data` fields hold). `Debug` is not derived: it holds a key.
+pub(crate) struct View {
+    pub server: String,
+    pub ca_pem: Option<String>,
+    pub cert_pem: Option<String>,
+    pub key_pem: Option<String>,
+}
+
+/// Reads a kubeconfig; `None` when it is not YAML with a cluster and a user. Never says why in
+/// more detail: a parser's message could quote the embedded key.
+pub(crate) fn read(text: &str) -> Option<View> {
+    let doc: serde_json::Value = serde_saphyr::from_str(text).ok()?;
+    let named = |list: &str, name: Option<&str>, field: &str| -> Option<serde_json::Value> {
+        let items = doc.get(list)?.as_array()?;
+        let item = match name {
+            Some(n) => items
+                .iter()
+                .find(|i| i.get("name").and_then(|v| v.as_str()) == Some(n)),
+            None => items.first(),
+        }?;
+        item.get(field).cloned()
+    };
+    let current = doc.get("current-context").and_then(|v| v.as_str());
+    let context = named("contexts", current.filter(|c| !c.is_empty()), "context");
+    let pick = |key: &str| {
+        context
+            .as_ref()
+            .and_then(|c| c.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let (cluster_name, user_name) = (pick("cluster"), pick("user"));
+    let cluster = named("clusters", cluster_name.as_deref(), "cluster")?;
+    let user = named("users", user_name.as_deref(), "user")?;
+    let data = |v: &serde_json::Value, key: &str| -> Option<String> {
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(v.get(key)?.as_str()?.trim())
+            .ok()?;
+        String::from_utf8(b).ok()
+    };
+    Some(View {
+        server: cluster.get("server")?.as_str()?.to_string(),
+        ca_pem: data(&cluster, "certificate-authority-data"),
+        cert_pem: data(&user, "client-certificate-data"),
+        key_pem: data(&user, "client-key-data"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_render_writes_read_gives_back() {
+        let text = render("CA\n", "https://k:6443", "system:node:w", "CERT\n", "KEY\n").unwrap();
+        let v = read(&text).unwrap();
+        assert_eq!(v.server, "https://k:6443");
+        assert_eq!(v.ca_pem.as_deref(), Some("CA\n"));
+        assert_eq!(v.cert_pem.as_deref(), Some("CERT\n"));
+        assert_eq!(v.key_pem.as_deref(), Some("KEY\n"));
+        assert!(read("not: [a kubeconfig").is_none());
+        assert!(read("clusters: []\n").is_none());
+    }
+
+    #[test]
+    fn the_current_context_decides() {
+        // As `kubectl config set-*` writes it: the wanted entries are not the first ones.
+        let text = "apiVersion: v1
+kind: Config
+clusters:
+- name: other
+  cluster: {server: 'https://other:1'}
+- name: kubenet
+  cluster: {server: 'https://kubernetes:6443', certificate-authority-data: Q0E=}
+users:
+- name: x
+  user: {}
+- name: system:node:worker0
+  user: {client-certificate-data: Q0VSVA==, client-key-data: S0VZ}
+contexts:
+- name: default
+  context: {cluster: kubenet, user: 'system:node:worker0'}
+current-context: default
+";
+        let v = read(text).unwrap();
+        assert_eq!(v.server, "https://kubernetes:6443");
+        assert_eq!(v.ca_pem.as_deref(), Some("CA"));
+        assert_eq!(v.cert_pem.as_deref(), Some("CERT"));
+        assert_eq!(v.key_pem.as_deref(), Some("KEY"));
+    }
+}

@@ -6,19 +6,25 @@
 //! `Managed`: imagegen keeps that same set in a directory of its own, makes what `genauth.sh` and
 //! `genenckey.sh` make when it is missing (`managed`), and reuses what exists, because a new CA
 //! would cut off every node already running and a new encryption key every stored Secret.
-//! Either way the files the plan needs are then read by name (`provided`).
+//! Either way the files the plan needs are then read by name (`provided`), and every run
+//! checks them (`check`): the CA key is `ca.pem`'s, each key its certificate's, each
+//! certificate the CA's, and valid, with the subject and names the profile gives it. The same
+//! checks are `imagegen pki check`.
 //!
 //! One concern per file: `identities` (who gets which certificate, as data), `ca`, `issue` (the
-//! one way a certificate is made), `kubeconfig`, `encryption`, `managed`, `provided`.
+//! one way a certificate is made), `kubeconfig`, `encryption`, `x509` (reading certificates
+//! and keys back), `check`, `managed` (written as a set; `--force`), `provided`.
 //! Keys and kubeconfigs are written 0600 and never printed or logged.
 
 mod ca;
+mod check;
 mod encryption;
 mod identities;
 mod issue;
 mod kubeconfig;
 mod managed;
 mod provided;
+mod x509;
 
 use std::collections::BTreeMap;
 
@@ -37,6 +43,17 @@ pub enum PkiMode {
     Managed,
 }
 
+/// What `imagegen pki` may replace besides what is missing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Force {
+    Nothing,
+    /// These identities (file stems: `kubernetes`, `worker0`): a new key, certificate and
+    /// kubeconfig each, signed by the same CA.
+    Identities(Vec<String>),
+    /// A new CA and every identity issued again (the encryption config is kept).
+    Ca,
+}
+
 /// The PKI files a build hands out, by the guide's file name. `Debug` shows names only, so no
 /// key can end up in a log line.
 #[derive(Clone)]
@@ -44,6 +61,11 @@ pub struct Pki {
     pub dir: Utf8PathBuf,
     /// Files this run created (for the summary; names only).
     pub created: Vec<String>,
+    /// What else this run changed and why (a kubeconfig written again, `ca.pem` made again
+    /// from its key, `--force`); names and reasons only.
+    pub notes: Vec<String>,
+    /// What the checks found that does not stop a build (`<dir>/<file>: ...; fix: ...`).
+    pub warnings: Vec<String>,
     files: BTreeMap<String, String>,
 }
 
@@ -53,6 +75,8 @@ impl std::fmt::Debug for Pki {
             .field("dir", &self.dir)
             .field("files", &self.files.keys().collect::<Vec<_>>())
             .field("created", &self.created)
+            .field("notes", &self.notes)
+            .field("warnings", &self.warnings)
             .finish()
     }
 }
@@ -85,19 +109,92 @@ impl Pki {
     }
 }
 
-/// Loads (and in managed mode first completes) the PKI of the plan: every file its VMs are
-/// given, and the admin certificate and key for the host's kubeconfig.
-pub fn prepare(dir: &Utf8Path, mode: PkiMode, plan: &Plan) -> anyhow::Result<Pki> {
-    let created = match mode {
-        PkiMode::Provided => Vec::new(),
-        PkiMode::Managed => managed::complete(dir, plan)?,
-    };
+/// Loads (and in managed mode first checks and completes) the PKI of the plan: every file its
+/// VMs are given, and the admin certificate and key for the host's kubeconfig. A problem the
+/// checks call an error fails it, naming the file and the fix; `args` are the arguments of
+/// `imagegen pki` for this directory and profile (see [`args_hint`]), for those fixes.
+pub fn prepare(dir: &Utf8Path, mode: PkiMode, plan: &Plan, args: &str) -> anyhow::Result<Pki> {
+    match mode {
+        PkiMode::Managed => manage(dir, plan, &Force::Nothing, args),
+        PkiMode::Provided => {
+            let files = provided::load(dir, &identities::files_needed(plan))?;
+            let found = check_dir(dir, mode, plan, args);
+            if found.count(check::Severity::Error) > 0 {
+                bail!(
+                    "--pki {dir} cannot be used as it is (`imagegen pki check{args} --pki {dir}` shows every file):\n  {}",
+                    found.lines(dir, check::Severity::Error).join("\n  ")
+                );
+            }
+            Ok(Pki {
+                dir: dir.to_owned(),
+                created: Vec::new(),
+                notes: Vec::new(),
+                warnings: found.lines(dir, check::Severity::Warning),
+                files,
+            })
+        }
+    }
+}
+
+/// `imagegen pki`: checks imagegen's own PKI in `dir`, makes what is missing and what `force`
+/// asks for, and writes the new set in one swap. The caller holds the output directory's lock.
+pub fn manage(dir: &Utf8Path, plan: &Plan, force: &Force, args: &str) -> anyhow::Result<Pki> {
+    let outcome = managed::complete(dir, plan, force, args)?;
     let files = provided::load(dir, &identities::files_needed(plan))?;
     Ok(Pki {
         dir: dir.to_owned(),
-        created,
+        created: outcome.created,
+        notes: outcome.notes,
+        warnings: outcome.warnings,
         files,
     })
+}
+
+/// The report of `imagegen pki check`: each file of the PKI in `dir` against the plan.
+pub struct CheckReport {
+    /// The report's text, one line per file (the problems, or what the file is).
+    pub text: String,
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+/// Checks the PKI in `dir` (imagegen's own, or a `--pki DIR`) against the plan, reading only.
+pub fn check(dir: &Utf8Path, mode: PkiMode, plan: &Plan, args: &str) -> CheckReport {
+    let files = check::Files::read(dir, plan);
+    let found = check::all(&files, &judge(mode, plan, args));
+    CheckReport {
+        text: check::render(&files, mode, plan, &found),
+        errors: found.count(check::Severity::Error),
+        warnings: found.count(check::Severity::Warning),
+    }
+}
+
+fn judge<'a>(mode: PkiMode, plan: &'a Plan, args: &'a str) -> check::Judge<'a> {
+    check::Judge {
+        mode,
+        plan,
+        args,
+        now: time::OffsetDateTime::now_utc(),
+    }
+}
+
+/// The checks of a `--pki DIR` a build runs: those of `imagegen pki check`.
+fn check_dir(dir: &Utf8Path, mode: PkiMode, plan: &Plan, args: &str) -> check::Findings {
+    let files = check::Files::read(dir, plan);
+    check::all(&files, &judge(mode, plan, args))
+}
+
+/// The arguments that name `profile` and the output directory `out` (when not the default)
+/// to `imagegen pki`: ` --profile p.yaml --out /tmp/o`, for the commands fixes name.
+pub fn args_hint(profile: Option<&Utf8Path>, out: Option<&Utf8Path>) -> String {
+    let mut s = String::new();
+    if let Some(p) = profile {
+        s.push_str(&format!(" --profile {p}"));
+    }
+    if let Some(out) = out.filter(|o| *o != "out") {
+        s.push_str(&format!(" --out {out}"));
+    }
+    s
 }
 
 /// The identity whose credentials the host's `admin.kubeconfig` holds.

@@ -7,6 +7,8 @@ use camino::Utf8Path;
 use super::*;
 use crate::profile::{self, Arch};
 
+const CMD: &str = "";
+
 fn plan() -> Plan {
     let p = profile::parse(profile::BUILTIN_YAML, "builtin").unwrap();
     crate::plan::plan(&p, Arch::Amd64).unwrap()
@@ -16,7 +18,7 @@ fn plan() -> Plan {
 fn generates_once_then_reuses() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = Utf8Path::from_path(tmp.path()).unwrap().join("pki");
-    let first = prepare(&dir, PkiMode::Managed, &plan()).unwrap();
+    let first = prepare(&dir, PkiMode::Managed, &plan(), CMD).unwrap();
     for f in [
         "ca.pem",
         "kubernetes-key.pem",
@@ -40,7 +42,7 @@ fn generates_once_then_reuses() {
         assert_eq!(mode(f), 0o600, "{f}");
     }
     assert_eq!(mode("ca.pem"), 0o644);
-    let second = prepare(&dir, PkiMode::Managed, &plan()).unwrap();
+    let second = prepare(&dir, PkiMode::Managed, &plan(), CMD).unwrap();
     assert!(second.created.is_empty(), "{:?}", second.created);
     assert_eq!(first.ca_pem(), second.ca_pem());
     assert_eq!(
@@ -52,7 +54,7 @@ fn generates_once_then_reuses() {
         second.file("encryption-config.yaml").unwrap()
     );
     // The managed directory is a valid --pki directory.
-    let provided = prepare(&dir, PkiMode::Provided, &plan()).unwrap();
+    let provided = prepare(&dir, PkiMode::Provided, &plan(), CMD).unwrap();
     assert_eq!(provided.ca_pem(), first.ca_pem());
     // Names only in Debug.
     let debug = format!("{first:?}");
@@ -66,7 +68,7 @@ fn generates_once_then_reuses() {
 fn a_local_kubeconfig_points_at_the_given_server() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = Utf8Path::from_path(tmp.path()).unwrap().to_owned();
-    let pki = prepare(&dir, PkiMode::Managed, &plan()).unwrap();
+    let pki = prepare(&dir, PkiMode::Managed, &plan(), CMD).unwrap();
     let local = pki.kubeconfig(ADMIN, "https://127.0.0.1:6443").unwrap();
     assert!(local.contains("server: https://127.0.0.1:6443"), "{local}");
     assert!(pki
@@ -79,15 +81,17 @@ fn a_local_kubeconfig_points_at_the_given_server() {
 fn half_a_pair_is_an_error_not_a_new_pair() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = Utf8Path::from_path(tmp.path()).unwrap().to_owned();
-    prepare(&dir, PkiMode::Managed, &plan()).unwrap();
+    prepare(&dir, PkiMode::Managed, &plan(), CMD).unwrap();
     let cert = fs_err::read(dir.join("worker0.pem")).unwrap();
     fs_err::remove_file(dir.join("worker0-key.pem")).unwrap();
     let err = format!(
         "{:#}",
-        prepare(&dir, PkiMode::Managed, &plan()).unwrap_err()
+        prepare(&dir, PkiMode::Managed, &plan(), CMD).unwrap_err()
     );
     assert!(
-        err.contains("worker0.pem exists but") && err.contains("worker0-key.pem"),
+        err.contains(&format!(
+            "{dir}/worker0-key.pem: missing, and {dir}/worker0.pem is there"
+        )) && err.contains("`imagegen pki --force worker0`"),
         "{err}"
     );
     assert_eq!(
@@ -101,7 +105,7 @@ fn half_a_pair_is_an_error_not_a_new_pair() {
 fn provided_dir_missing_file_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = Utf8Path::from_path(tmp.path()).unwrap().to_owned();
-    let err = prepare(&dir, PkiMode::Provided, &plan()).unwrap_err();
+    let err = prepare(&dir, PkiMode::Provided, &plan(), CMD).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("admin-key.pem"), "{msg}");
     assert!(!dir.join("ca.pem").exists(), "--pki is never written");

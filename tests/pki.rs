@@ -79,6 +79,9 @@ fn printed(o: &Output) -> String {
     format!("{}{}", o.stdout(), o.stderr())
 }
 
+/// A change done to a PKI directory.
+type Damage = fn(&Path);
+
 fn mode(p: &Path) -> u32 {
     fs_err::metadata(p).unwrap().permissions().mode() & 0o777
 }
@@ -355,7 +358,6 @@ fn what_cannot_be_completed_is_an_error_naming_both_files_and_the_fix() {
     let dir = pki_dir(&t);
     let whole = read_tree(&dir);
     let mut report = String::new();
-    type Damage = fn(&Path);
     let cases: [(&str, Damage); 4] = [
         ("a certificate without its key", |d| {
             fs_err::remove_file(d.join("worker2-key.pem")).unwrap()
@@ -547,22 +549,22 @@ fn no_key_or_secret_reaches_the_output_on_any_path() {
     let all_secrets = secrets(&dir);
     assert!(all_secrets.len() > 12);
     let mut runs: Vec<Output> = Vec::new();
-    let damages: [(&str, &dyn Fn(&Path)); 6] = [
-        ("a truncated key", &|d| {
+    let damages: [(&str, Damage); 6] = [
+        ("a truncated key", |d| {
             let k = fs_err::read_to_string(d.join("worker0-key.pem")).unwrap();
             fs_err::write(d.join("worker0-key.pem"), &k[..k.len() / 2]).unwrap();
         }),
-        ("a key in place of a certificate", &|d| {
+        ("a key in place of a certificate", |d| {
             fs_err::copy(d.join("worker0-key.pem"), d.join("worker0.pem")).unwrap();
         }),
-        ("another key", &|d| {
+        ("another key", |d| {
             fs_err::copy(d.join("worker1-key.pem"), d.join("worker0-key.pem")).unwrap();
         }),
-        ("a broken kubeconfig", &|d| {
+        ("a broken kubeconfig", |d| {
             let k = fs_err::read_to_string(d.join("admin.kubeconfig")).unwrap();
             fs_err::write(d.join("admin.kubeconfig"), format!("{k}\n: : [\n")).unwrap();
         }),
-        ("a broken encryption config", &|d| {
+        ("a broken encryption config", |d| {
             let k = fs_err::read_to_string(d.join("encryption-config.yaml")).unwrap();
             fs_err::write(
                 d.join("encryption-config.yaml"),
@@ -570,7 +572,7 @@ fn no_key_or_secret_reaches_the_output_on_any_path() {
             )
             .unwrap();
         }),
-        ("a CA key in place of ca.pem", &|d| {
+        ("a CA key in place of ca.pem", |d| {
             fs_err::copy(d.join("ca-key.pem"), d.join("ca.pem")).unwrap();
         }),
     ];

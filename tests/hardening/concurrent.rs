@@ -1,7 +1,8 @@
 //! Two processes at once: builds into one `--out` take turns (`out/.lock`, saying whom they
-//! wait for) and leave one consistent output with one CA; fetches into one cache fetch each
-//! artifact once (a lock per artifact). And what a run sweeps is only ever what a dead process
-//! left: a staging directory whose process is alive stays.
+//! wait for) and leave one consistent output with one CA, and so do `imagegen pki` runs beside
+//! a build; fetches into one cache fetch each artifact once (a lock per artifact). And what a
+//! run sweeps is only ever what a dead process left: a staging directory whose process is
+//! alive stays.
 
 use std::path::Path;
 use std::process::Command;
@@ -220,4 +221,81 @@ fn a_read_only_cache_is_used_without_locks() {
         .run()
         .success();
     assert!(t.temp().join("out/amd64/worker0/seed.iso").is_file());
+}
+
+#[test]
+fn two_pki_runs_and_a_build_make_one_ca() {
+    let t = Test::new();
+    let out = t.temp().join("out");
+    let pki = || t.clone().args(["pki", "--out"]).arg(&out);
+    // The first run is held up at its swap (strace delays each rename by 2 s) while it holds
+    // out/.lock; the others start meanwhile and must wait for it.
+    let renames = "trace=rename,renameat,renameat2";
+    let first = pki()
+        .wrap([
+            "strace",
+            "-f",
+            "-o",
+            "/dev/null",
+            "-e",
+            renames,
+            "-e",
+            "inject=rename,renameat,renameat2:delay_enter=2000000",
+        ])
+        .spawn();
+    let lock = out.join(".lock");
+    wait_for("the first run holds out/.lock", || {
+        fs_err::read_to_string(&lock).is_ok_and(|s| !s.trim().is_empty())
+    });
+    let holder = fs_err::read_to_string(&lock).unwrap().trim().to_string();
+    let second = pki().spawn();
+    let build = t
+        .clone()
+        .args([
+            "build",
+            "--arch",
+            "amd64",
+            "--payload",
+            "fetch",
+            "--no-iso",
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--ssh-key")
+        .arg(ssh_key_fixture())
+        .spawn();
+    let (first, second, build) = (
+        first.wait().success(),
+        second.wait().success(),
+        build.wait().success(),
+    );
+    let waiting = format!(
+        "waiting for another imagegen (pid {holder}) holding {}",
+        lock.display()
+    );
+    for (who, run) in [("the second pki", &second), ("the build", &build)] {
+        assert!(run.stderr().contains(&waiting), "{who}: {}", run.stderr());
+    }
+    // The first made the PKI; the others found it whole and made nothing.
+    assert!(
+        first.stdout().contains("created 37 files"),
+        "{}",
+        first.stdout()
+    );
+    assert!(
+        second.stdout().contains("complete, nothing created"),
+        "{}",
+        second.stdout()
+    );
+    assert!(!build.stdout().contains("PKI files"), "{}", build.stdout());
+    assert_eq!(list_dir(&out), [".lock", "amd64", "pki"]);
+    let pki_dir = out.join("pki");
+    crate::common::openssl::assert_whole_pki(&pki_dir);
+    // The seeds carry that one CA.
+    let ca = fs_err::read_to_string(pki_dir.join("ca.pem")).unwrap();
+    let user_data = fs_err::read_to_string(out.join("amd64/control0/user-data")).unwrap();
+    assert!(
+        ca.lines().all(|l| user_data.contains(l)),
+        "control0 has another CA"
+    );
 }

@@ -4,6 +4,10 @@
 //! or mixed; and the next build must succeed and leave nothing behind. Killed downloads are
 //! continued (HTTP `Range`) by the next run and still checked whole against the pin.
 //!
+//! The same for `imagegen pki`, which writes `out/pki` as a set: killed at every rename and
+//! every write of a first run and of a run that completes a half-made PKI, it leaves no PKI,
+//! the old one or the whole new one (checked with openssl), and the next run completes it.
+//!
 //! The kills run on a few threads at once; the test prints how long they took.
 
 use std::collections::BTreeMap;
@@ -14,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::fs::{list_dir, read_tree};
 use crate::common::http::{Behaviour, TestServer};
+use crate::common::openssl::check_whole_pki;
 use crate::common::*;
 
 const RENAMES: &str = "rename,renameat,renameat2";
@@ -102,9 +107,14 @@ fn renames(setup: &Setup, with_a: bool, epoch: &str) -> Vec<(&'static str, usize
         ])
         .run()
         .success();
-    let log = fs_err::read_to_string(&log).unwrap();
+    kill_points(&log, &["rename", "renameat", "renameat2"])
+}
+
+/// The calls of `syscalls` in an strace log, as kill points: the k-th call of each.
+fn kill_points(log: &Path, syscalls: &[&'static str]) -> Vec<(&'static str, usize)> {
+    let log = fs_err::read_to_string(log).unwrap();
     let mut points = Vec::new();
-    for sys in ["rename", "renameat", "renameat2"] {
+    for &sys in syscalls {
         let calls = log
             .lines()
             .filter(|l| {
@@ -252,6 +262,182 @@ fn a_kill_at_any_rename_leaves_the_old_or_the_new_output() {
     assert!(list_dir(&tmp).is_empty(), "{:?}", list_dir(&tmp));
     eprintln!(
         "{}\nkill-at-every-rename took {:?}",
+        report.join("\n"),
+        started.elapsed()
+    );
+}
+
+/// What a half-made PKI of an older imagegen looks like: a whole one without `ca.pem` (killed
+/// between the CA's key and certificate), worker2's files, admin's kubeconfig and the
+/// encryption config. Completing it makes `ca.pem` again, issues worker2 and writes every
+/// kubeconfig again.
+fn half_made_pki(dir: &Path) {
+    Test::new().args(["pki", "--out"]).arg(dir).run().success();
+    for f in [
+        "ca.pem",
+        "worker2.pem",
+        "worker2-key.pem",
+        "worker2.kubeconfig",
+        "admin.kubeconfig",
+        "encryption-config.yaml",
+    ] {
+        fs_err::remove_file(dir.join("pki").join(f)).unwrap();
+    }
+}
+
+/// `imagegen pki --out <out>`.
+fn pki(t: &Test, out: &Path) -> Test {
+    t.clone().args(["pki", "--out"]).arg(out)
+}
+
+/// A fresh `out` in `t`, holding a copy of `base` (or nothing).
+fn out_with(t: &Test, base: Option<&Path>) -> PathBuf {
+    let out = t.temp().join("out");
+    fs_err::create_dir_all(&out).unwrap();
+    if let Some(base) = base {
+        copy_tree(&base.join("pki"), &out.join("pki"));
+    }
+    out
+}
+
+const PKI_KILLS: &[&str] = &["rename", "renameat", "renameat2", "write"];
+
+/// Kills `imagegen pki` over a copy of `base` at the n-th call of `sys`; checks that `out/pki`
+/// is what it was, or whole and new (keeping every key and certificate it had), and that the
+/// next run completes it. Returns whether the new PKI was in place after the kill.
+fn kill_pki_at(base: Option<&Path>, (sys, n): (&str, usize)) -> bool {
+    let t = Test::new();
+    let out = out_with(&t, base);
+    let before = base.map(|b| read_tree(&b.join("pki")));
+    let trace = format!("trace={}", PKI_KILLS.join(","));
+    let inject = format!("inject={sys}:signal=KILL:when={n}");
+    let run = pki(&t, &out)
+        .wrap([
+            "strace",
+            "-f",
+            "-o",
+            "/dev/null",
+            "-e",
+            &trace,
+            "-e",
+            &inject,
+        ])
+        .run();
+    use std::os::unix::process::ExitStatusExt as _;
+    let status = run.status();
+    assert!(
+        status.signal() == Some(9) || status.code() == Some(137),
+        "not killed at {sys} #{n}: {status}\n{}",
+        run.stderr()
+    );
+    let dir = out.join("pki");
+    // Every key and certificate the PKI had is kept (kubeconfigs may be written again).
+    let kept = |now: &BTreeMap<PathBuf, Vec<u8>>| {
+        before.as_ref().is_none_or(|b| {
+            b.iter()
+                .filter(|(f, _)| f.to_str().is_some_and(|f| f.ends_with(".pem")))
+                .all(|(f, data)| now.get(f) == Some(data))
+        })
+    };
+    let new = if !dir.exists() {
+        assert!(base.is_none(), "out/pki is gone");
+        false
+    } else {
+        let now = read_tree(&dir);
+        if before.as_ref() == Some(&now) {
+            false
+        } else {
+            match check_whole_pki(&dir) {
+                Ok(()) => assert!(kept(&now), "a key or certificate changed"),
+                Err(e) => panic!("out/pki is neither the old PKI nor a whole new one: {e}"),
+            }
+            true
+        }
+    };
+    pki(&t, &out).run().success();
+    if let Err(e) = check_whole_pki(&dir) {
+        panic!("after the next run: {e}");
+    }
+    assert!(
+        kept(&read_tree(&dir)),
+        "the next run changed a key or certificate"
+    );
+    assert_eq!(list_dir(&out), [".lock", "pki"], "left in out/");
+    new
+}
+
+/// Kills `imagegen pki` over `base` at each of its renames and writes, on three threads.
+fn kill_pki_everywhere(base: Option<&Path>) -> (usize, usize) {
+    let t = Test::new();
+    let out = out_with(&t, base);
+    let log = t.temp().join("calls.txt");
+    let trace = format!("trace={}", PKI_KILLS.join(","));
+    pki(&t, &out)
+        .wrap([
+            "strace",
+            "-f",
+            "--seccomp-bpf",
+            "-e",
+            &trace,
+            "-o",
+            log.to_str().unwrap(),
+        ])
+        .run()
+        .success();
+    let points = kill_points(&log, PKI_KILLS);
+    assert!(
+        points.iter().filter(|(s, _)| *s == "write").count() >= 10,
+        "{points:?}"
+    );
+    let next = AtomicUsize::new(0);
+    let new = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&point) = points.get(i) else { break };
+                match std::panic::catch_unwind(|| kill_pki_at(base, point)) {
+                    Ok(true) => {
+                        new.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        let msg = e
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default();
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{} #{}: {msg}", point.0, point.1));
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    (points.len(), new.load(Ordering::SeqCst))
+}
+
+#[test]
+fn a_kill_at_any_rename_or_write_of_imagegen_pki_leaves_a_whole_pki_or_none() {
+    let started = Instant::now();
+    let base = tempfile::tempdir().unwrap();
+    half_made_pki(base.path());
+    let mut report = Vec::new();
+    for (what, base) in [("first run", None), ("completing run", Some(base.path()))] {
+        let (kills, new) = kill_pki_everywhere(base);
+        report.push(format!(
+            "{what}: {kills} kills, {new} left the new PKI, {} the old one",
+            kills - new
+        ));
+        assert!(new > 0 && new < kills, "{what}: {new} of {kills}");
+    }
+    eprintln!(
+        "{}\nimagegen pki kills took {:?}",
         report.join("\n"),
         started.elapsed()
     );

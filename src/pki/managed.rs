@@ -39,8 +39,6 @@ pub(crate) struct Outcome {
     pub notes: Vec<String>,
     /// Findings of the check that do not stop the run (`<dir>/<file>: ...`).
     pub warnings: Vec<String>,
-    /// Kubeconfigs written again, and why (said as notes, grouped by reason).
-    rewritten: Vec<(String, String)>,
 }
 
 /// `a`, `a and b`, `a, b and c`.
@@ -52,10 +50,8 @@ fn and_list(items: &[String]) -> String {
     }
 }
 
-/// The files to write: name -> (content, mode).
-type NewFiles = BTreeMap<String, (String, u32)>;
-
 /// Checks `dir` against the plan, makes what is missing or forced, and swaps the new set in.
+/// `args` name the directory and profile to `imagegen pki`, for the fixes errors name.
 pub(crate) fn complete(
     dir: &Utf8Path,
     plan: &Plan,
@@ -64,27 +60,22 @@ pub(crate) fn complete(
 ) -> anyhow::Result<Outcome> {
     let dir = real_dir(dir)?;
     let ids = identities::all(plan);
-    let forced = forced_stems(force, &ids, args)?;
-    let files = Files::read(&dir, plan);
-    let judge = Judge {
-        mode: PkiMode::Managed,
-        plan,
-        args,
-        now: time::OffsetDateTime::now_utc(),
-    };
-    let mut findings = check::Findings::default();
-    let mut out = Outcome::default();
-    let mut new = NewFiles::new();
-
-    let ca = prepare_ca(
-        &files,
-        &ids,
+    let mut run = Run {
+        forced: forced_stems(force, &ids, args)?,
         force,
-        &judge,
-        &mut findings,
-        &mut new,
-        &mut out,
-    )?;
+        files: Files::read(&dir, plan),
+        judge: Judge {
+            mode: PkiMode::Managed,
+            plan,
+            args,
+            now: time::OffsetDateTime::now_utc(),
+        },
+        findings: check::Findings::default(),
+        out: Outcome::default(),
+        new: BTreeMap::new(),
+        rewritten: Vec::new(),
+    };
+    let ca = run.ca(&ids)?;
     let facts = match &ca {
         Some(c) => Some(CaFacts {
             pem: c.pem.clone(),
@@ -93,93 +84,239 @@ pub(crate) fn complete(
         None => None,
     };
     for id in &ids {
-        let pair = if forced.contains(id.stem.as_str()) {
-            ca.as_ref()
-                .map(|ca| reissue(&files, id, ca, &mut new, &mut out))
-                .transpose()?
+        run.identity(id, ca.as_ref(), facts.as_ref())?;
+    }
+    if check::encryption(&run.files, &run.judge, &mut run.findings).is_none() {
+        run.add(ENCRYPTION_CONFIG, encryption::generate()?, 0o600);
+    }
+
+    if run.findings.count(Severity::Error) > 0 {
+        bail!(
+            "{dir} cannot be used as it is (`imagegen pki check{args}` shows every file):\n  {}",
+            run.findings.lines(&dir, Severity::Error).join("\n  ")
+        );
+    }
+    run.say_what_changed();
+    let mut out = run.out;
+    out.warnings
+        .splice(0..0, run.findings.lines(&dir, Severity::Warning));
+    if !run.new.is_empty() {
+        write_set(&dir, &run.new)?;
+    }
+    Ok(out)
+}
+
+/// One run over the directory: what was read, what the checks found, what is to be written.
+struct Run<'a> {
+    force: &'a Force,
+    /// The identities issued again whatever they are (`--force`; all with `--force-ca`).
+    forced: BTreeSet<&'a str>,
+    files: Files,
+    judge: Judge<'a>,
+    findings: check::Findings,
+    out: Outcome,
+    /// The files to write: name -> (content, mode).
+    new: BTreeMap<String, (String, u32)>,
+    /// Kubeconfigs written again, and why (said as notes, grouped by reason).
+    rewritten: Vec<(String, String)>,
+}
+
+impl Run<'_> {
+    /// A file to write; created when it did not exist.
+    fn add(&mut self, name: &str, text: String, mode: u32) {
+        if !self.files.exists(name) {
+            self.out.created.push(name.to_string());
+        }
+        self.new.insert(name.to_string(), (text, mode));
+    }
+
+    /// The CA this run signs with: the existing one, a new one (none yet, or `--force-ca`),
+    /// or `ca.pem` made again from `ca-key.pem`. `None` when the check found it broken.
+    fn ca(&mut self, ids: &[Identity]) -> anyhow::Result<Option<Ca>> {
+        if matches!(self.force, Force::Ca) {
+            return self.new_ca().map(Some);
+        }
+        match check::ca(&self.files, true, &self.judge, &mut self.findings) {
+            CaState::Usable(facts, Some(key)) => Ok(Some(ca::load(&facts.pem, &key)?)),
+            CaState::Usable(_, None) | CaState::Broken => Ok(None),
+            CaState::Absent => {
+                let signed: Vec<&str> = ids
+                    .iter()
+                    .filter(|i| self.files.exists(&check::cert_file(i)))
+                    .map(|i| i.stem.as_str())
+                    .collect();
+                if signed.is_empty() {
+                    return self.new_ca().map(Some);
+                }
+                self.findings.0.push(check::Finding {
+                    file: "ca.pem".into(),
+                    severity: Severity::Error,
+                    message: format!(
+                        "missing, with ca-key.pem, while certificates it signed are here ({})",
+                        signed.join(", ")
+                    ),
+                    fix: Some(format!(
+                        "restore ca.pem and ca-key.pem, or {} (a new CA: nodes running with the old credentials are cut off)",
+                        self.judge.pki(" --force-ca")
+                    )),
+                });
+                Ok(None)
+            }
+            CaState::KeyOnly(key) => {
+                let certs: Vec<Cert> = ids
+                    .iter()
+                    .filter_map(|id| match self.files.entry(&check::cert_file(id)) {
+                        check::Entry::Text(t) => Cert::parse(t),
+                        _ => None,
+                    })
+                    .collect();
+                let ca = ca::remake(&key, &certs)?;
+                self.add("ca.pem", ca.pem.clone(), 0o644);
+                self.out.notes.push(
+                    "made ca.pem again from ca-key.pem (a run was killed between the two): the same key and subject, so the existing certificates keep verifying".into(),
+                );
+                Ok(Some(ca))
+            }
+        }
+    }
+
+    fn new_ca(&mut self) -> anyhow::Result<Ca> {
+        let ca = ca::create()?;
+        self.add("ca.pem", ca.pem.clone(), 0o644);
+        self.add("ca-key.pem", ca.key_pem.clone(), 0o600);
+        Ok(ca)
+    }
+
+    /// One identity: checked (unless forced), completed or issued again, its kubeconfig
+    /// written when missing, stale or forced.
+    fn identity(
+        &mut self,
+        id: &Identity,
+        ca: Option<&Ca>,
+        facts: Option<&CaFacts>,
+    ) -> anyhow::Result<()> {
+        let forced = self.forced.contains(id.stem.as_str());
+        let pair = if forced {
+            ca.map(|ca| self.issue(id, ca, None)).transpose()?
         } else {
-            let state = check::pair(&files, id, facts.as_ref(), &judge, &mut findings);
-            complete_pair(state, id, ca.as_ref(), &mut new, &mut out)?
+            let state = check::pair(&self.files, id, facts, &self.judge, &mut self.findings);
+            self.complete_pair(state, id, ca)?
         };
-        let (Some((cert, key)), Some(facts)) = (&pair, &facts) else {
-            continue;
+        let (Some((cert, key)), Some(facts)) = (pair, facts) else {
+            return Ok(());
         };
         let mut names = vec![check::cert_file(id), check::key_file(id)];
-        if !id.kubeconfig {
-        } else if forced.contains(id.stem.as_str()) {
-            let text = render_kubeconfig(id, facts, (cert, key), plan)?;
+        if id.kubeconfig {
             let name = check::kubeconfig_file(id);
-            replace(&mut new, &mut out, &files, &name, text, 0o600);
-            names.push(name);
-        } else {
-            write_kubeconfig(&files, id, facts, (cert, key), &judge, &mut new, &mut out)?;
+            let plan = self.judge.plan;
+            let text = || render_kubeconfig(id, facts, (&cert, &key), plan);
+            let mut ignored = check::Findings::default();
+            let state = check::kubeconfig(
+                &self.files,
+                id,
+                Some(facts),
+                Some((&cert, &key)),
+                &self.judge,
+                &mut ignored,
+            );
+            match state {
+                _ if forced => {
+                    self.add(&name, text()?, 0o600);
+                    names.push(name);
+                }
+                KubeconfigState::Good => {}
+                KubeconfigState::Stale(reasons) => {
+                    self.add(&name, text()?, 0o600);
+                    self.rewritten.push((name, reasons.join("; ")));
+                }
+                KubeconfigState::Absent | KubeconfigState::Broken => {
+                    self.add(&name, text()?, 0o600)
+                }
+            }
         }
-        if matches!(force, Force::Identities(_)) && forced.contains(id.stem.as_str()) {
-            out.notes.push(format!(
+        if forced && matches!(self.force, Force::Identities(_)) {
+            self.out.notes.push(format!(
                 "issued {} again, with the same CA",
                 and_list(&names)
             ));
         }
+        Ok(())
     }
-    let mut reasons: Vec<&str> = Vec::new();
-    for (_, r) in &out.rewritten {
-        if !reasons.contains(&r.as_str()) {
-            reasons.push(r);
+
+    /// A new certificate for `id` (for `key`, else with a new key).
+    fn issue(
+        &mut self,
+        id: &Identity,
+        ca: &Ca,
+        key: Option<&str>,
+    ) -> anyhow::Result<(String, String)> {
+        let issued = issue::issue(id, ca, key)?;
+        self.add(&check::cert_file(id), issued.cert_pem.clone(), 0o644);
+        if key.is_none() {
+            self.add(&check::key_file(id), issued.key_pem.clone(), 0o600);
         }
+        Ok((issued.cert_pem, issued.key_pem))
     }
-    let notes: Vec<String> = reasons
-        .iter()
-        .map(|r| {
-            let names: Vec<String> = out
+
+    /// What the check found of an identity's pair, completed: a new pair when there is none,
+    /// a certificate for a key left without one. `None` when the check found it broken (or
+    /// there is no CA to issue with).
+    fn complete_pair(
+        &mut self,
+        state: PairState,
+        id: &Identity,
+        ca: Option<&Ca>,
+    ) -> anyhow::Result<Option<(String, String)>> {
+        Ok(match (state, ca) {
+            (PairState::Good { cert, key }, _) => Some((cert, key)),
+            (PairState::Absent, Some(ca)) => Some(self.issue(id, ca, None)?),
+            (PairState::KeyOnly(key), Some(ca)) => {
+                self.out.notes.push(format!(
+                    "issued {} for the existing {} (a run was killed between the two)",
+                    check::cert_file(id),
+                    check::key_file(id)
+                ));
+                Some(self.issue(id, ca, Some(&key))?)
+            }
+            _ => None,
+        })
+    }
+
+    /// The notes on kubeconfigs written again (grouped by reason) and on `--force`.
+    fn say_what_changed(&mut self) {
+        let mut reasons: Vec<&str> = Vec::new();
+        for (_, r) in &self.rewritten {
+            if !reasons.contains(&r.as_str()) {
+                reasons.push(r);
+            }
+        }
+        for r in reasons {
+            let names: Vec<String> = self
                 .rewritten
                 .iter()
                 .filter(|(_, x)| x == r)
                 .map(|(n, _)| n.clone())
                 .collect();
-            format!(
+            self.out.notes.push(format!(
                 "wrote {} again from the PKI's files ({r})",
                 and_list(&names)
-            )
-        })
-        .collect();
-    out.notes.extend(notes);
-    match force {
-        Force::Ca => {
-            out.notes.push(format!(
-                "made a new CA and issued every certificate, key and kubeconfig again ({ENCRYPTION_CONFIG} is kept)"
             ));
-            out.warnings.push(
-                "a new CA: nodes running with the old credentials can no longer reach the cluster, nor it them; rebuild the seeds and start every VM afresh (delete out/vms/<arch>/<vm>/)".into(),
-            );
         }
-        Force::Identities(_) => out.notes.push(
-            "the replaced certificates stay valid until they expire (nothing revokes them); nodes get the new ones with their next seed".into(),
-        ),
-        Force::Nothing => {}
+        match self.force {
+            Force::Ca => {
+                self.out.notes.push(format!(
+                    "made a new CA and issued every certificate, key and kubeconfig again ({ENCRYPTION_CONFIG} is kept)"
+                ));
+                self.out.warnings.push(
+                    "a new CA: nodes running with the old credentials can no longer reach the cluster, nor it them; rebuild the seeds and start every VM afresh (delete out/vms/<arch>/<vm>/)".into(),
+                );
+            }
+            Force::Identities(_) => self.out.notes.push(
+                "the replaced certificates stay valid until they expire (nothing revokes them); nodes get the new ones with their next seed".into(),
+            ),
+            Force::Nothing => {}
+        }
     }
-    match check::encryption(&files, &judge, &mut findings) {
-        Some(_) => {}
-        None => add(
-            &mut new,
-            &mut out,
-            ENCRYPTION_CONFIG,
-            encryption::generate()?,
-            0o600,
-        ),
-    }
-
-    if findings.count(Severity::Error) > 0 {
-        bail!(
-            "{dir} cannot be used as it is (`imagegen pki check{args}` shows every file):\n  {}",
-            findings.lines(&dir, Severity::Error).join("\n  ")
-        );
-    }
-    out.warnings
-        .splice(0..0, findings.lines(&dir, Severity::Warning));
-    if !new.is_empty() {
-        write_set(&dir, &new)?;
-    }
-    Ok(out)
 }
 
 /// `out/pki` itself, or where it points when it is a symlink (the swap replaces a directory,
@@ -222,138 +359,6 @@ fn forced_stems<'a>(
     }
 }
 
-fn add(new: &mut NewFiles, out: &mut Outcome, name: &str, text: String, mode: u32) {
-    out.created.push(name.to_string());
-    new.insert(name.to_string(), (text, mode));
-}
-
-/// The CA this run signs with: the existing one, a new one (none yet, or `--force-ca`), or
-/// `ca.pem` made again from `ca-key.pem`. `None` when the check found it broken.
-fn prepare_ca(
-    files: &Files,
-    ids: &[Identity],
-    force: &Force,
-    judge: &Judge,
-    findings: &mut check::Findings,
-    new: &mut NewFiles,
-    out: &mut Outcome,
-) -> anyhow::Result<Option<Ca>> {
-    if matches!(force, Force::Ca) {
-        let ca = ca::create()?;
-        replace(new, out, files, "ca.pem", ca.pem.clone(), 0o644);
-        replace(new, out, files, "ca-key.pem", ca.key_pem.clone(), 0o600);
-        return Ok(Some(ca));
-    }
-    match check::ca(files, true, judge, findings) {
-        CaState::Usable(facts, Some(key)) => Ok(Some(ca::load(&facts.pem, &key)?)),
-        CaState::Usable(_, None) | CaState::Broken => Ok(None),
-        CaState::Absent => {
-            let signed: Vec<&str> = ids
-                .iter()
-                .filter(|i| files.exists(&check::cert_file(i)))
-                .map(|i| i.stem.as_str())
-                .collect();
-            if !signed.is_empty() {
-                findings.0.push(check::Finding {
-                    file: "ca.pem".into(),
-                    severity: Severity::Error,
-                    message: format!(
-                        "missing, with ca-key.pem, while certificates it signed are here ({})",
-                        signed.join(", ")
-                    ),
-                    fix: Some(format!(
-                        "restore ca.pem and ca-key.pem, or {} (a new CA: nodes running with the old credentials are cut off)",
-                        judge.pki(" --force-ca")
-                    )),
-                });
-                return Ok(None);
-            }
-            let ca = ca::create()?;
-            add(new, out, "ca.pem", ca.pem.clone(), 0o644);
-            add(new, out, "ca-key.pem", ca.key_pem.clone(), 0o600);
-            Ok(Some(ca))
-        }
-        CaState::KeyOnly(key) => {
-            let certs: Vec<Cert> = ids
-                .iter()
-                .filter_map(|id| match files.entry(&check::cert_file(id)) {
-                    check::Entry::Text(t) => Cert::parse(t),
-                    _ => None,
-                })
-                .collect();
-            let ca = ca::remake(&key, &certs)?;
-            add(new, out, "ca.pem", ca.pem.clone(), 0o644);
-            out.notes.push(
-                "made ca.pem again from ca-key.pem (a run was killed between the two): the same key and subject, so the existing certificates keep verifying".into(),
-            );
-            Ok(Some(ca))
-        }
-    }
-}
-
-/// Adds a file that replaces an existing one (noted), or is new (created).
-fn replace(
-    new: &mut NewFiles,
-    out: &mut Outcome,
-    files: &Files,
-    name: &str,
-    text: String,
-    mode: u32,
-) {
-    if files.exists(name) {
-        new.insert(name.to_string(), (text, mode));
-    } else {
-        add(new, out, name, text, mode);
-    }
-}
-
-/// What the check found of an identity's pair, completed: a new pair when there is none, a
-/// certificate for a key left without one. `None` when the check found it broken (or there
-/// is no CA to issue with).
-fn complete_pair(
-    state: PairState,
-    id: &Identity,
-    ca: Option<&Ca>,
-    new: &mut NewFiles,
-    out: &mut Outcome,
-) -> anyhow::Result<Option<(String, String)>> {
-    let (cert_name, key_name) = (check::cert_file(id), check::key_file(id));
-    Ok(match (state, ca) {
-        (PairState::Good { cert, key }, _) => Some((cert, key)),
-        (PairState::Absent, Some(ca)) => {
-            let issued = issue::issue(id, ca, None)?;
-            add(new, out, &cert_name, issued.cert_pem.clone(), 0o644);
-            add(new, out, &key_name, issued.key_pem.clone(), 0o600);
-            Some((issued.cert_pem, issued.key_pem))
-        }
-        (PairState::KeyOnly(key), Some(ca)) => {
-            let issued = issue::issue(id, ca, Some(&key))?;
-            add(new, out, &cert_name, issued.cert_pem.clone(), 0o644);
-            out.notes.push(format!(
-                "issued {cert_name} for the existing {key_name} (a run was killed between the two)"
-            ));
-            Some((issued.cert_pem, key))
-        }
-        _ => None,
-    })
-}
-
-/// `--force NAME`: a new key and certificate with the same CA (the caller writes the
-/// kubeconfig).
-fn reissue(
-    files: &Files,
-    id: &Identity,
-    ca: &Ca,
-    new: &mut NewFiles,
-    out: &mut Outcome,
-) -> anyhow::Result<(String, String)> {
-    let issued = issue::issue(id, ca, None)?;
-    let (cert_name, key_name) = (check::cert_file(id), check::key_file(id));
-    replace(new, out, files, &cert_name, issued.cert_pem.clone(), 0o644);
-    replace(new, out, files, &key_name, issued.key_pem.clone(), 0o600);
-    Ok((issued.cert_pem, issued.key_pem))
-}
-
 fn render_kubeconfig(
     id: &Identity,
     ca: &CaFacts,
@@ -369,38 +374,9 @@ fn render_kubeconfig(
     )
 }
 
-/// Writes `<stem>.kubeconfig` when it is missing or no longer what this run would write.
-fn write_kubeconfig(
-    files: &Files,
-    id: &Identity,
-    ca: &CaFacts,
-    (cert, key): (&str, &str),
-    judge: &Judge,
-    new: &mut NewFiles,
-    out: &mut Outcome,
-) -> anyhow::Result<()> {
-    let name = check::kubeconfig_file(id);
-    let text = || render_kubeconfig(id, ca, (cert, key), judge.plan);
-    // Its findings are what this run fixes, not what it reports.
-    let mut ignored = check::Findings::default();
-    match check::kubeconfig(files, id, Some(ca), Some((cert, key)), judge, &mut ignored) {
-        KubeconfigState::Good => {}
-        KubeconfigState::Absent => add(new, out, &name, text()?, 0o600),
-        KubeconfigState::Stale(reasons) => {
-            new.insert(name.clone(), (text()?, 0o600));
-            out.rewritten.push((name, reasons.join("; ")));
-        }
-        // Not in imagegen's own PKI: what cannot be read is stale there.
-        KubeconfigState::Broken => {
-            new.insert(name.clone(), (text()?, 0o600));
-        }
-    }
-    Ok(())
-}
-
 /// Writes the set: a temp directory beside `dir` with links to every file kept and the new
 /// files (mode first, synced), swapped in for `dir` in one step.
-fn write_set(dir: &Utf8Path, new: &NewFiles) -> anyhow::Result<()> {
+fn write_set(dir: &Utf8Path, new: &BTreeMap<String, (String, u32)>) -> anyhow::Result<()> {
     let staged = fsutil::temp_dir_beside(dir.as_std_path())?;
     let _on_interrupt = fsutil::RemoveOnInterrupt::new(staged.path());
     let staged_dir = Utf8Path::from_path(staged.path())
@@ -419,7 +395,7 @@ fn write_set(dir: &Utf8Path, new: &NewFiles) -> anyhow::Result<()> {
                     dir.join(&name)
                 );
             }
-            fsutil::link_or_copy(&e.path(), &staged_dir.join(&name).into_std_path_buf())?;
+            fsutil::link_or_copy(&e.path(), staged_dir.join(&name).as_std_path())?;
         }
     }
     for (name, (text, mode)) in new {

@@ -61,25 +61,9 @@ pub(crate) enum CaState {
 }
 
 pub(crate) fn ca(files: &Files, key_needed: bool, j: &Judge, f: &mut Findings) -> CaState {
-    let (cert_text, key_text) = match (files.entry("ca.pem"), files.entry("ca-key.pem")) {
-        (Entry::Unreadable(why), _) => {
-            f.push(
-                "ca.pem",
-                Severity::Error,
-                format!("cannot be read: {why}"),
-                None,
-            );
-            return CaState::Broken;
-        }
-        (_, Entry::Unreadable(why)) => {
-            f.push(
-                "ca-key.pem",
-                Severity::Error,
-                format!("cannot be read: {why}"),
-                None,
-            );
-            return CaState::Broken;
-        }
+    let (cert_text, key_entry) = match (files.entry("ca.pem"), files.entry("ca-key.pem")) {
+        (Entry::Unreadable(why), _) => return unreadable("ca.pem", why, f, CaState::Broken),
+        (_, Entry::Unreadable(why)) => return unreadable("ca-key.pem", why, f, CaState::Broken),
         (Entry::Missing, Entry::Missing) => return CaState::Absent,
         (Entry::Missing, Entry::Text(key)) if j.managed() => return CaState::KeyOnly(key.clone()),
         (Entry::Missing, Entry::Text(_)) => {
@@ -93,7 +77,35 @@ pub(crate) fn ca(files: &Files, key_needed: bool, j: &Judge, f: &mut Findings) -
         }
         (Entry::Text(c), key) => (c, key),
     };
-    let Some(cert) = Cert::parse(cert_text) else {
+    let errors = f.count(Severity::Error);
+    let Some(cert) = ca_cert(cert_text, j, f) else {
+        return CaState::Broken;
+    };
+    let key = match ca_key(key_entry, &cert, key_needed, j, f) {
+        Ok(key) => key,
+        Err(()) => return CaState::Broken,
+    };
+    if f.count(Severity::Error) > errors {
+        return CaState::Broken;
+    }
+    let pem = cert_text.clone();
+    CaState::Usable(Box::new(CaFacts { pem, cert }), key)
+}
+
+/// An error for a file that cannot be read; returns `state`.
+fn unreadable<T>(file: &str, why: &str, f: &mut Findings, state: T) -> T {
+    f.push(
+        file,
+        Severity::Error,
+        format!("cannot be read: {why}"),
+        None,
+    );
+    state
+}
+
+/// `ca.pem`: a CA certificate, valid now.
+fn ca_cert(text: &str, j: &Judge, f: &mut Findings) -> Option<Cert> {
+    let Some(cert) = Cert::parse(text) else {
         let fix = j
             .managed()
             .then(|| "remove it: `imagegen pki` makes it again from ca-key.pem".to_string());
@@ -103,7 +115,7 @@ pub(crate) fn ca(files: &Files, key_needed: bool, j: &Judge, f: &mut Findings) -
             "expected a PEM certificate (the cluster CA)".into(),
             fix,
         );
-        return CaState::Broken;
+        return None;
     };
     if !cert.is_ca {
         f.push(
@@ -115,9 +127,8 @@ pub(crate) fn ca(files: &Files, key_needed: bool, j: &Judge, f: &mut Findings) -
             ),
             j.managed().then(|| j.force_ca()),
         );
-        return CaState::Broken;
+        return None;
     }
-    let errors = f.count(Severity::Error);
     validity(&cert, "ca.pem", j.managed().then(|| j.force_ca()), j, f);
     f.ok(
         "ca.pem",
@@ -127,8 +138,19 @@ pub(crate) fn ca(files: &Files, key_needed: bool, j: &Judge, f: &mut Findings) -
             date(cert.not_after)
         ),
     );
-    let key = match key_text {
-        Entry::Text(k) => Some(k.clone()),
+    Some(cert)
+}
+
+/// `ca-key.pem`: there (in imagegen's PKI, or when control nodes need it) and `ca.pem`'s.
+fn ca_key(
+    entry: &Entry,
+    cert: &Cert,
+    needed: bool,
+    j: &Judge,
+    f: &mut Findings,
+) -> Result<Option<String>, ()> {
+    let key = match entry {
+        Entry::Text(k) => k,
         _ if j.managed() => {
             f.push(
                 "ca-key.pem",
@@ -136,52 +158,43 @@ pub(crate) fn ca(files: &Files, key_needed: bool, j: &Judge, f: &mut Findings) -
                 "missing, and ca.pem is there: every certificate here was signed with it".into(),
                 Some(format!("restore ca-key.pem, or {}", j.force_ca())),
             );
-            return CaState::Broken;
+            return Err(());
         }
-        _ if key_needed => {
+        _ if needed => {
             f.push(
                 "ca-key.pem",
                 Severity::Error,
                 "missing: control nodes get the CA key".into(),
                 Some("add the key of ca.pem".into()),
             );
-            return CaState::Broken;
+            return Err(());
         }
-        _ => None,
+        _ => return Ok(None),
     };
-    if let Some(k) = &key {
-        match key_public(k) {
-            Err(e) => {
-                f.push("ca-key.pem", Severity::Error, e.to_string(), None);
-                return CaState::Broken;
-            }
-            Ok(p) if p != cert.public => {
-                let fix = if j.managed() {
-                    format!("restore the key of ca.pem, or {}", j.force_ca())
-                } else {
-                    "give the key that belongs to ca.pem".into()
-                };
-                f.push(
-                    "ca-key.pem",
-                    Severity::Error,
-                    "does not belong to ca.pem".into(),
-                    Some(fix),
-                );
-                return CaState::Broken;
-            }
-            Ok(_) => f.ok("ca-key.pem", "belongs to ca.pem".into()),
+    match key_public(key) {
+        Err(e) => {
+            f.push("ca-key.pem", Severity::Error, e.to_string(), None);
+            Err(())
+        }
+        Ok(p) if p != cert.public => {
+            let fix = if j.managed() {
+                format!("restore the key of ca.pem, or {}", j.force_ca())
+            } else {
+                "give the key that belongs to ca.pem".into()
+            };
+            f.push(
+                "ca-key.pem",
+                Severity::Error,
+                "does not belong to ca.pem".into(),
+                Some(fix),
+            );
+            Err(())
+        }
+        Ok(_) => {
+            f.ok("ca-key.pem", "belongs to ca.pem".into());
+            Ok(Some(key.clone()))
         }
     }
-    if f.count(Severity::Error) > errors {
-        return CaState::Broken;
-    }
-    CaState::Usable(
-        Box::new(CaFacts {
-            pem: cert_text.clone(),
-            cert,
-        }),
-        key,
-    )
 }
 
 /// What an identity's certificate and key are.
@@ -222,24 +235,8 @@ pub(crate) fn pair(
 ) -> PairState {
     let (cert_name, key_name) = (cert_file(id), key_file(id));
     let (cert_text, key_text) = match (files.entry(&cert_name), files.entry(&key_name)) {
-        (Entry::Unreadable(why), _) => {
-            f.push(
-                &cert_name,
-                Severity::Error,
-                format!("cannot be read: {why}"),
-                None,
-            );
-            return PairState::Broken;
-        }
-        (_, Entry::Unreadable(why)) => {
-            f.push(
-                &key_name,
-                Severity::Error,
-                format!("cannot be read: {why}"),
-                None,
-            );
-            return PairState::Broken;
-        }
+        (Entry::Unreadable(why), _) => return unreadable(&cert_name, why, f, PairState::Broken),
+        (_, Entry::Unreadable(why)) => return unreadable(&key_name, why, f, PairState::Broken),
         (Entry::Missing, Entry::Missing) => return PairState::Absent,
         (Entry::Missing, Entry::Text(k)) => return PairState::KeyOnly(k.clone()),
         (Entry::Text(_), Entry::Missing) => {
@@ -269,26 +266,7 @@ pub(crate) fn pair(
         );
         return PairState::Broken;
     };
-    match key_public(key_text) {
-        Err(e) => {
-            let fix = j.managed().then(|| j.force(&id.stem));
-            f.push(&key_name, Severity::Error, e.to_string(), fix);
-        }
-        Ok(p) if p != cert.public => {
-            let fix = if j.managed() {
-                format!("restore the key of {cert_name}, or {}", j.force(&id.stem))
-            } else {
-                format!("give the key that belongs to {cert_name}")
-            };
-            f.push(
-                &key_name,
-                Severity::Error,
-                format!("does not belong to {cert_name}"),
-                Some(fix),
-            );
-        }
-        Ok(_) => f.ok(&key_name, format!("belongs to {cert_name}")),
-    }
+    key_of(&cert, key_text, id, j, f);
     if let Some(ca) = ca {
         if !cert.signed_by(&ca.cert.spki) {
             f.push(
@@ -314,6 +292,31 @@ pub(crate) fn pair(
     PairState::Good {
         cert: cert_text.clone(),
         key: key_text.clone(),
+    }
+}
+
+/// `<stem>-key.pem` is the key of `cert`.
+fn key_of(cert: &Cert, key_text: &str, id: &Identity, j: &Judge, f: &mut Findings) {
+    let (cert_name, key_name) = (cert_file(id), key_file(id));
+    match key_public(key_text) {
+        Err(e) => {
+            let fix = j.managed().then(|| j.force(&id.stem));
+            f.push(&key_name, Severity::Error, e.to_string(), fix);
+        }
+        Ok(p) if p != cert.public => {
+            let fix = if j.managed() {
+                format!("restore the key of {cert_name}, or {}", j.force(&id.stem))
+            } else {
+                format!("give the key that belongs to {cert_name}")
+            };
+            f.push(
+                &key_name,
+                Severity::Error,
+                format!("does not belong to {cert_name}"),
+                Some(fix),
+            );
+        }
+        Ok(_) => f.ok(&key_name, format!("belongs to {cert_name}")),
     }
 }
 

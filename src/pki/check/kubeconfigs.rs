@@ -55,7 +55,6 @@ pub(crate) fn kubeconfig(
         f.push(&name, Severity::Error, what.into(), None);
         return KubeconfigState::Broken;
     };
-    let same = |a: &Option<String>, b: &str| a.as_deref().map(str::trim) == Some(b.trim());
     let mut reasons = Vec::new();
     if view.server != *endpoint {
         reasons.push(format!(
@@ -63,35 +62,78 @@ pub(crate) fn kubeconfig(
             view.server
         ));
     }
+    let it = Kubeconfig {
+        name: &name,
+        id,
+        view: &view,
+        ca,
+        pair,
+    };
     if j.managed() {
-        if let Some(ca) = ca {
-            if !same(&view.ca_pem, &ca.pem) {
-                reasons.push("embeds another CA than ca.pem".into());
-            }
-        }
-        if let Some((cert, key)) = pair {
-            if !same(&view.cert_pem, cert) {
-                reasons.push(format!("embeds another certificate than {}", cert_file(id)));
-            } else if !same(&view.key_pem, key) {
-                reasons.push(format!("embeds another key than {}", key_file(id)));
-            }
-        }
-        if reasons.is_empty() {
-            f.ok(&name, format!("{endpoint}, with {}", cert_file(id)));
-            return KubeconfigState::Good;
-        }
-        stale_kubeconfig(&name, &reasons, j, f);
-        return KubeconfigState::Stale(reasons);
+        managed(&it, reasons, j, f)
+    } else {
+        provided(&it, reasons, j, f)
     }
-    // The user's kubeconfig, used as given: what cannot work is an error, the rest a warning.
+}
+
+/// A kubeconfig read, and what it is checked against.
+struct Kubeconfig<'a> {
+    name: &'a str,
+    id: &'a Identity,
+    view: &'a kubeconfig::View,
+    ca: Option<&'a CaFacts>,
+    /// The identity's certificate and key, when there are files of them.
+    pair: Option<(&'a str, &'a str)>,
+}
+
+fn same(a: &Option<String>, b: &str) -> bool {
+    a.as_deref().map(str::trim) == Some(b.trim())
+}
+
+/// In imagegen's PKI: anything but what this run would write is stale.
+fn managed(
+    k: &Kubeconfig,
+    mut reasons: Vec<String>,
+    j: &Judge,
+    f: &mut Findings,
+) -> KubeconfigState {
+    if let Some(ca) = k.ca {
+        if !same(&k.view.ca_pem, &ca.pem) {
+            reasons.push("embeds another CA than ca.pem".into());
+        }
+    }
+    if let Some((cert, key)) = k.pair {
+        if !same(&k.view.cert_pem, cert) {
+            reasons.push(format!(
+                "embeds another certificate than {}",
+                cert_file(k.id)
+            ));
+        } else if !same(&k.view.key_pem, key) {
+            reasons.push(format!("embeds another key than {}", key_file(k.id)));
+        }
+    }
+    if reasons.is_empty() {
+        f.ok(
+            k.name,
+            format!("{}, with {}", k.view.server, cert_file(k.id)),
+        );
+        return KubeconfigState::Good;
+    }
+    stale_kubeconfig(k.name, &reasons, j, f);
+    KubeconfigState::Stale(reasons)
+}
+
+/// The user's kubeconfig, used as given: what cannot work is an error, the rest a warning.
+fn provided(k: &Kubeconfig, reasons: Vec<String>, j: &Judge, f: &mut Findings) -> KubeconfigState {
+    let name = k.name;
     let errors = f.count(Severity::Error);
     for r in reasons {
-        f.push(&name, Severity::Warning, r, None);
+        f.push(name, Severity::Warning, r, None);
     }
-    if let Some(ca) = ca {
-        if !same(&view.ca_pem, &ca.pem) {
+    if let Some(ca) = k.ca {
+        if !same(&k.view.ca_pem, &ca.pem) {
             f.push(
-                &name,
+                name,
                 Severity::Error,
                 "embeds another CA than ca.pem (or none): the node would not trust the API server"
                     .into(),
@@ -99,52 +141,57 @@ pub(crate) fn kubeconfig(
             );
         }
     }
-    match view.cert_pem.as_deref().and_then(Cert::parse) {
+    match k.view.cert_pem.as_deref().and_then(Cert::parse) {
         None => f.push(
-            &name,
+            name,
             Severity::Error,
             "embeds no client certificate (client-certificate-data)".into(),
             None,
         ),
-        Some(cert) => {
-            if ca.is_some_and(|ca| !cert.signed_by(&ca.cert.spki)) {
-                f.push(
-                    &name,
-                    Severity::Error,
-                    format!(
-                        "embeds a certificate not signed by ca.pem (its issuer: {})",
-                        cert.issuer
-                    ),
-                    None,
-                );
-            }
-            let key = view.key_pem.as_deref().map(key_public);
-            if !matches!(key, Some(Ok(p)) if p == cert.public) {
-                f.push(
-                    &name,
-                    Severity::Error,
-                    "embeds a key that does not belong to its certificate (client-key-data)".into(),
-                    None,
-                );
-            }
-            match pair {
-                Some((c, _)) if !same(&view.cert_pem, c) => f.push(
-                    &name,
-                    Severity::Warning,
-                    format!("embeds another certificate than {}", cert_file(id)),
-                    None,
-                ),
-                Some(_) => {}
-                // No certificate file to compare with (kube-proxy's): the embedded one's subject.
-                None => subject(&cert, &name, id, j, f),
-            }
-        }
+        Some(cert) => embedded_credentials(k, &cert, j, f),
     }
     if f.count(Severity::Error) > errors {
         return KubeconfigState::Broken;
     }
-    f.ok(&name, format!("{}, as {}", view.server, id.common_name));
+    f.ok(name, format!("{}, as {}", k.view.server, k.id.common_name));
     KubeconfigState::Good
+}
+
+/// The client certificate a user's kubeconfig embeds: the CA's, with its own key, and the
+/// identity's (its file's, or with the identity's subject when there is no file).
+fn embedded_credentials(k: &Kubeconfig, cert: &Cert, j: &Judge, f: &mut Findings) {
+    let name = k.name;
+    if k.ca.is_some_and(|ca| !cert.signed_by(&ca.cert.spki)) {
+        f.push(
+            name,
+            Severity::Error,
+            format!(
+                "embeds a certificate not signed by ca.pem (its issuer: {})",
+                cert.issuer
+            ),
+            None,
+        );
+    }
+    let key = k.view.key_pem.as_deref().map(key_public);
+    if !matches!(key, Some(Ok(p)) if p == cert.public) {
+        f.push(
+            name,
+            Severity::Error,
+            "embeds a key that does not belong to its certificate (client-key-data)".into(),
+            None,
+        );
+    }
+    match k.pair {
+        Some((c, _)) if !same(&k.view.cert_pem, c) => f.push(
+            name,
+            Severity::Warning,
+            format!("embeds another certificate than {}", cert_file(k.id)),
+            None,
+        ),
+        Some(_) => {}
+        // No certificate file to compare with (kube-proxy's): the embedded one's subject.
+        None => subject(cert, name, k.id, j, f),
+    }
 }
 
 fn stale_kubeconfig(name: &str, reasons: &[String], j: &Judge, f: &mut Findings) {

@@ -599,3 +599,117 @@ fn no_key_or_secret_reaches_the_output_on_any_path() {
         }
     }
 }
+
+#[test]
+fn a_lost_ca_pem_is_made_again_with_the_name_and_key_id_its_certificates_name() {
+    // A CA as cfssl names it (the guide's ca-csr.json), made by openssl, that signed worker0;
+    // then ca.pem is lost.
+    let t = Test::new();
+    let dir = pki_dir(&t);
+    fs_err::create_dir_all(&dir).unwrap();
+    let work = t.temp().join("work");
+    fs_err::create_dir_all(&work).unwrap();
+    let subject = "/C=PL/ST=Lesser Poland/L=Krakow/O=Kubernetes/OU=CA/CN=Kubernetes";
+    for args in [
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "ca-key.pem",
+        ][..],
+        &[
+            "req",
+            "-new",
+            "-x509",
+            "-key",
+            "ca-key.pem",
+            "-subj",
+            subject,
+            "-days",
+            "3650",
+            "-out",
+            "ca.pem",
+        ],
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "worker0-key.pem",
+        ],
+        &[
+            "req",
+            "-new",
+            "-key",
+            "worker0-key.pem",
+            "-subj",
+            "/CN=system:node:worker0/O=system:nodes",
+            "-out",
+            "w.csr",
+        ],
+    ] {
+        openssl(args, &work);
+    }
+    fs_err::write(
+        work.join("ext"),
+        "subjectAltName=DNS:worker0,DNS:worker0.kubenet,IP:192.168.1.14\nauthorityKeyIdentifier=keyid\n",
+    )
+    .unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "w.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-set_serial",
+            "7",
+            "-days",
+            "365",
+            "-extfile",
+            "ext",
+            "-out",
+            "worker0.pem",
+        ],
+        &work,
+    );
+    for f in ["ca-key.pem", "worker0.pem", "worker0-key.pem"] {
+        copy(&work.join(f), &dir.join(f));
+    }
+    let out = pki(&t).run().success();
+    assert!(
+        out.stdout().contains("made ca.pem again from ca-key.pem"),
+        "{}",
+        out.stdout()
+    );
+    let subject_of = |d: &Path| openssl(&["x509", "-noout", "-subject", "-in", "ca.pem"], d);
+    assert_eq!(subject_of(&dir), subject_of(&work));
+    let ski = |d: &Path| {
+        openssl(
+            &[
+                "x509",
+                "-noout",
+                "-ext",
+                "subjectKeyIdentifier",
+                "-in",
+                "ca.pem",
+            ],
+            d,
+        )
+    };
+    assert_eq!(ski(&dir), ski(&work));
+    let verify = openssl(&["verify", "-CAfile", "ca.pem", "worker0.pem"], &dir);
+    assert!(verify.contains("worker0.pem: OK"), "{verify}");
+    assert_eq!(
+        fs_err::read(dir.join("worker0.pem")).unwrap(),
+        fs_err::read(work.join("worker0.pem")).unwrap()
+    );
+}

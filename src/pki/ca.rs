@@ -6,6 +6,7 @@
 //! issuer, so they keep verifying.
 
 use anyhow::Context as _;
+use camino::Utf8Path;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyIdMethod,
     KeyPair, KeyUsagePurpose,
@@ -31,14 +32,23 @@ pub(crate) fn validity(params: &mut CertificateParams, years: i64) {
     params.not_after = now + time::Duration::days(365 * years);
 }
 
-/// The CA of `ca.pem` and `ca-key.pem` (the caller has checked that they belong together).
-pub(crate) fn load(pem: &str, key_pem: &str) -> anyhow::Result<Ca> {
-    let key = KeyPair::from_pem(key_pem)
-        .ok()
-        .context("ca-key.pem: imagegen signs with PKCS#8 keys (ECDSA, Ed25519 or RSA)")?;
+/// The key of `dir/ca-key.pem` to sign with. rcgen (ring) signs with PKCS#8 keys only; the
+/// error says how to convert another form. Never says more of the key.
+fn signing_key(dir: &Utf8Path, key_pem: &str) -> anyhow::Result<KeyPair> {
+    KeyPair::from_pem(key_pem).ok().with_context(|| {
+        format!(
+            "{dir}/ca-key.pem: imagegen signs with a PKCS#8 key (ECDSA P-256/P-384, Ed25519 or RSA); `openssl pkcs8 -topk8 -nocrypt -in ca-key.pem -out ca-key.pk8` converts it"
+        )
+    })
+}
+
+/// The CA of `dir/ca.pem` and `ca-key.pem` (the caller has checked that they belong
+/// together).
+pub(crate) fn load(dir: &Utf8Path, pem: &str, key_pem: &str) -> anyhow::Result<Ca> {
+    let key = signing_key(dir, key_pem)?;
     let issuer = Issuer::from_ca_cert_pem(pem, key)
         .ok()
-        .context("ca.pem: expected a PEM CA certificate")?;
+        .with_context(|| format!("{dir}/ca.pem: expected a PEM CA certificate whose subject has one attribute per name part"))?;
     Ok(Ca {
         pem: pem.to_string(),
         key_pem: key_pem.to_string(),
@@ -58,10 +68,8 @@ pub(crate) fn create() -> anyhow::Result<Ca> {
 /// `ca.pem` made again for the key in `key_pem`: with the issuer name and key identifier of
 /// the first of `signed` (existing certificates) that this key signed, else as [`create`]
 /// names a CA.
-pub(crate) fn remake(key_pem: &str, signed: &[Cert]) -> anyhow::Result<Ca> {
-    let key = KeyPair::from_pem(key_pem)
-        .ok()
-        .context("ca-key.pem: imagegen signs with PKCS#8 keys (ECDSA, Ed25519 or RSA)")?;
+pub(crate) fn remake(dir: &Utf8Path, key_pem: &str, signed: &[Cert]) -> anyhow::Result<Ca> {
+    let key = signing_key(dir, key_pem)?;
     use rcgen::PublicKeyData as _;
     let spki = key.subject_public_key_info();
     let model = signed.iter().find(|c| c.signed_by(&spki));

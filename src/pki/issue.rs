@@ -3,6 +3,7 @@
 //! Writing is the caller's: the managed PKI is written as a set.
 
 use anyhow::Context as _;
+use camino::Utf8Path;
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SanType,
@@ -20,13 +21,19 @@ pub(crate) struct Issued {
     pub key_pem: String,
 }
 
-/// Issues the certificate of `id`, for `key_pem` when given (else a new key).
-pub(crate) fn issue(id: &Identity, ca: &Ca, key_pem: Option<&str>) -> anyhow::Result<Issued> {
+/// Issues the certificate of `id`, for `key_pem` (the key in `dir`) when given, else with a
+/// new key.
+pub(crate) fn issue(
+    dir: &Utf8Path,
+    id: &Identity,
+    ca: &Ca,
+    key_pem: Option<&str>,
+) -> anyhow::Result<Issued> {
     let key = match key_pem {
         Some(pem) => KeyPair::from_pem(pem).ok().with_context(|| {
             format!(
-                "{}-key.pem: expected a PKCS#8 private key to issue {}.pem for",
-                id.stem, id.stem
+                "{dir}/{0}-key.pem: imagegen issues {0}.pem for a PKCS#8 key only; `openssl pkcs8 -topk8 -nocrypt` converts it",
+                id.stem
             )
         })?,
         None => KeyPair::generate().with_context(|| format!("generating a key for {}", id.stem))?,

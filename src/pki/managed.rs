@@ -137,7 +137,9 @@ impl Run<'_> {
             return self.new_ca().map(Some);
         }
         match check::ca(&self.files, true, &self.judge, &mut self.findings) {
-            CaState::Usable(facts, Some(key)) => Ok(Some(ca::load(&facts.pem, &key)?)),
+            CaState::Usable(facts, Some(key)) => {
+                Ok(Some(ca::load(&self.files.dir, &facts.pem, &key)?))
+            }
             CaState::Usable(_, None) | CaState::Broken => Ok(None),
             CaState::Absent => {
                 let signed: Vec<&str> = ids
@@ -170,7 +172,7 @@ impl Run<'_> {
                         _ => None,
                     })
                     .collect();
-                let ca = ca::remake(&key, &certs)?;
+                let ca = ca::remake(&self.files.dir, &key, &certs)?;
                 self.add("ca.pem", ca.pem.clone(), 0o644);
                 self.out.notes.push(
                     "made ca.pem again from ca-key.pem (a run was killed between the two): the same key and subject, so the existing certificates keep verifying".into(),
@@ -250,7 +252,7 @@ impl Run<'_> {
         ca: &Ca,
         key: Option<&str>,
     ) -> anyhow::Result<(String, String)> {
-        let issued = issue::issue(id, ca, key)?;
+        let issued = issue::issue(&self.files.dir, id, ca, key)?;
         self.add(&check::cert_file(id), issued.cert_pem.clone(), 0o644);
         if key.is_none() {
             self.add(&check::key_file(id), issued.key_pem.clone(), 0o600);

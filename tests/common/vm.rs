@@ -42,6 +42,42 @@ pub fn build_guest(arch: &str) -> PathBuf {
     PathBuf::from(out.lines().last().expect("build-guest.sh printed no path"))
 }
 
+/// Where Debian's `ovmf` package puts the combined UEFI firmware image for `-bios`.
+pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+
+/// Builds (or takes from the cache) the guest with its UEFI variant and returns the qcow2
+/// image a launcher can use as its base image (a qemu-img backing file, like Ubuntu's .img).
+pub fn build_uefi_guest(arch: &str) -> PathBuf {
+    let out = script(
+        Command::new(vm_dir().join("build-guest.sh"))
+            .arg(arch)
+            .arg("--uefi"),
+    );
+    let dir = PathBuf::from(out.lines().last().expect("build-guest.sh printed no path"));
+    dir.join("uefi/disk.qcow2")
+}
+
+/// Waits for the collector's report in a serial console log (a VM without the igvm.report
+/// port, e.g. started by a user's launcher) and writes it to `out`; with `stop`, stops `pid`
+/// once the report is in (the UEFI guest keeps running after it). tests/vm/await-report.py:
+/// exit 0 report, 2 timed out, 3 the VM exited without a decodable report.
+pub fn await_report(log: &Path, out: &Path, pid: u32, timeout_s: u64, stop: bool) -> ExitStatus {
+    let mut cmd = Command::new("python3");
+    cmd.arg(vm_dir().join("await-report.py"))
+        .arg(log)
+        .arg(out)
+        .args([
+            "--pid",
+            &pid.to_string(),
+            "--timeout",
+            &timeout_s.to_string(),
+        ]);
+    if stop {
+        cmd.arg("--stop");
+    }
+    cmd.stderr(Stdio::inherit()).status().unwrap()
+}
+
 /// Whether the tests run as root (the QEMU tests need it: mmdebstrap, namespaces, tap devices).
 pub fn is_root() -> bool {
     fs_err::read_to_string("/proc/self/status")

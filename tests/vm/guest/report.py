@@ -341,7 +341,8 @@ def cloud_init():
 def sysctls():
     out = {}
     for key in ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
-                "net.ipv4.ip_forward"]:
+                "net.ipv4.ip_forward", "net.ipv4.conf.all.arp_ignore",
+                "net.ipv4.conf.all.arp_announce"]:
         try:
             with open("/proc/sys/" + key.replace(".", "/")) as f:
                 out[key] = f.read().strip()

@@ -266,9 +266,10 @@ def check_files(values, spec):
                 continue
             if kind == KUBECONFIG:
                 load_kubeconfig(path)
+            elif kind in (CERT, KEY, PUBKEY):
+                check_pem(path, kind, "--" + name)
             else:
-                check_pem(path, kind, "--" + name) if kind in (CERT, KEY, PUBKEY) else \
-                    read_bytes(path, "--" + name)
+                read_bytes(path, "--" + name)
             checked.append(path)
     return checked
 
@@ -402,7 +403,9 @@ def subject_of(cert_pem):
         f.write(cert_pem)
         f.flush()
         try:
-            decoded = ssl._ssl._test_decode_cert(f.name)  # noqa: SLF001 - stdlib's own decoder
+            # The ssl module's own certificate decoder (what getpeercert() returns), private
+            # but present in every CPython 3; "?" if it ever goes away.
+            decoded = ssl._ssl._test_decode_cert(f.name)  # noqa: SLF001
         except (AttributeError, ssl.SSLError, ValueError):
             return "?"
     return format_subject(decoded.get("subject", ()))
@@ -583,10 +586,14 @@ def kubelet(argv):
                  ("tlsPrivateKeyFile", cfg.get("tlsPrivateKeyFile"), KEY),
                  ("resolvConf", cfg.get("resolvConf"), FILE)]
         for field, path, kind in named:
-            if path:
-                check_pem(path, kind, "--config %s: %s" % (v["config"], field)) \
-                    if kind != FILE else read_bytes(path, "--config %s: %s" % (v["config"], field))
-                files.append(path)
+            if not path:
+                continue
+            what = "--config %s: %s" % (v["config"], field)
+            if kind == FILE:
+                read_bytes(path, what)
+            else:
+                check_pem(path, kind, what)
+            files.append(path)
         if cfg.get("tlsCertFile") or cfg.get("tlsPrivateKeyFile"):
             check_pair(cfg.get("tlsCertFile", ""), cfg.get("tlsPrivateKeyFile", ""),
                        "--config %s: tlsCertFile/tlsPrivateKeyFile" % v["config"])

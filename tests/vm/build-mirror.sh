@@ -12,7 +12,7 @@
 # the pinned file names and archive layouts). Kubernetes and cri-tools are not
 # packaged for Debian 12: kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubelet, kube-proxy and kubectl are STAND-INS written in
-# Python (standin/kube-standin.py: real flag parsing, file checks and TLS, no
+# Python (standin/kube_standin/, one zip application: real flag parsing, file checks and TLS, no
 # orchestration), kubeadm and crictl are shell stand-ins that log their
 # arguments. Every stand-in says so in --version and in every log line.
 # Tarballs are deterministic (sorted, mtime 0, owner 0, gzip -n).
@@ -35,7 +35,7 @@ profile=${IMAGEGEN_VM_PROFILE:-$here/../../profiles/kthw-1.31.yaml}
 mirror=${IMAGEGEN_VM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security=${IMAGEGEN_VM_DEBIAN_SECURITY:-http://deb.debian.org/debian-security}
 DEBS=(containerd runc containernetworking-plugins etcd-server etcd-client)
-standin_py=$here/standin/kube-standin.py
+standin_pkg=$here/standin/kube_standin
 
 log() { printf 'build-mirror: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -80,7 +80,7 @@ versions=$(for d in "${DEBS[@]}"; do
 done)
 [ "$(echo "$versions" | wc -l)" = ${#DEBS[@]} ] || die "could not find versions of ${DEBS[*]} for $ARCH"
 key=$( (echo "$ARCH $V_CONTAINERD $V_RUNC $V_CRICTL $V_CNI $V_K8S $V_K8S_SERVER $V_ETCD"; echo "$versions"
-  cat "${BASH_SOURCE[0]}" "$standin_py") \
+  cat "${BASH_SOURCE[0]}"; find "$standin_pkg" -name '*.py' | LC_ALL=C sort | xargs cat) \
   | sha256sum | cut -d' ' -f1)
 tree=$cache/mirror-$ARCH-$key
 
@@ -109,8 +109,26 @@ SH
 }
 
 pystandin() { # pystandin PATH VERSION: the Python stand-in, dispatching on its installed name
-  sed "s/@VERSION@/$2/" "$standin_py" > "$1"
-  chmod 0755 "$1"
+  # A zip application (`python3 FILE` runs its __main__.py) made deterministic by hand: entries
+  # sorted, dated 1980-01-01, the version written into base.py.
+  python3 - "$standin_pkg" "$1" "$2" <<'PY'
+import os, sys, zipfile
+pkg, out, version = sys.argv[1:]
+names = sorted(n for n in os.listdir(pkg) if n.endswith(".py"))
+with open(out, "wb") as f:
+    f.write(b"#!/usr/bin/python3\n")
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+        def add(arcname, text):
+            info = zipfile.ZipInfo(arcname, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            z.writestr(info, text)
+        add("__main__.py", "import runpy\nrunpy.run_module('kube_standin', run_name='__main__')\n")
+        for n in names:
+            text = open(os.path.join(pkg, n), encoding="utf-8").read()
+            add("kube_standin/" + n, text.replace("@VERSION@", version))
+os.chmod(out, 0o755)
+PY
 }
 
 if [ ! -d "$tree" ]; then
@@ -178,6 +196,9 @@ if [ ! -d "$tree" ]; then
   for f in etcd etcdctl; do
     [ -f "$work/etcd/$e/$f" ] || die "Debian's etcd-server/etcd-client packages have no /usr/bin/$f"
   done
+  # etcdutl (offline maintenance: snapshot restore, defrag) came with etcd 3.5; Debian 12 has
+  # 3.4, so the tarball gets a shell stand-in under that name, as upstream's has the binary.
+  [ -f "$work/etcd/$e/etcdutl" ] || standin "$work/etcd/$e/etcdutl" etcdutl cli "$V_ETCD"
   etcd_deb=$(echo "$versions" | awk '$1=="etcd-server"{print $2}')
   for f in README.md README-etcdctl.md; do
     printf '# %s\n\nimagegen VM test mirror: Debian %s etcd binaries in the layout of etcd v%s.\n' \
@@ -188,14 +209,15 @@ if [ ! -d "$tree" ]; then
   {
     echo "Stand-ins (not the real programs), built by tests/vm/build-mirror.sh:"
     echo "  kubernetes-server-linux-$ARCH.tar.gz (v$V_K8S_SERVER): kube-apiserver, kube-controller-manager,"
-    echo "    kube-scheduler, kubectl, kubelet, kube-proxy = tests/vm/standin/kube-standin.py (Python 3:"
+    echo "    kube-scheduler, kubectl, kubelet, kube-proxy = tests/vm/standin/kube_standin/ (Python 3:"
     echo "    real flag parsing, file checks and TLS; no scheduling, no pods); kubeadm (shell)"
     echo "  kubernetes-node-linux-$ARCH.tar.gz (v$V_K8S): kubelet, kube-proxy, kubectl (the same Python"
     echo "    stand-in), kubeadm (shell)"
     echo "  crictl-v$V_CRICTL-linux-$ARCH.tar.gz: crictl (shell)"
+    grep -q STAND-IN "$work/etcd/$e/etcdutl" && echo "  $e.tar.gz: etcdutl (shell; Debian's etcd 3.4 has none)"
     echo "Real binaries from Debian 12 packages (older than the pinned versions):"
     printf '  %s\n' "${versions//$'\n'/$'\n'  }"
-    echo "  ($e.tar.gz holds Debian's etcd $etcd_deb: etcd, etcdctl$( [ -f "$work/etcd/$e/etcdutl" ] && echo ", etcdutl"))"
+    echo "  ($e.tar.gz holds Debian's etcd $etcd_deb: etcd, etcdctl)"
   } > "$out/STAND-INS.txt"
   mv "$out" "$tree"
   find "$cache" -maxdepth 1 -name "mirror-$ARCH-*" ! -name "${tree##*/}" -exec rm -rf {} +

@@ -6,21 +6,15 @@
 //!
 //! - `standins_speak_tls_with_debians_etcd_on_the_host`: the Kubernetes stand-ins of the test
 //!   mirror against Debian's real etcd, on the host (tests/vm/standin/selftest.sh).
-//! - `two_workers_get_dhcp_from_the_namespace_and_reach_each_other`: the namespace harness with
-//!   today's worker seeds and hand-written dnsmasq lines.
 //! - `cluster_gateway_control0_worker0_serve_the_api_through_the_vip`: the cluster case of issue
-//!   #10 (gateway, control0, worker0 at once). OPT-IN with `IMAGEGEN_VM_CLUSTER=1` until the
-//!   nodes get the host domain as DNS search domain: without it worker0 cannot resolve
-//!   `kubernetes` (its kubeconfig's server) and the case fails; everything else passes (see
-//!   tests/vm/README.md). By default it prints that it is opt-in and returns, like
-//!   tests/vm_boot_arm64.rs.
+//!   #10 (gateway, control0, worker0 at once, on imagegen's own dnsmasq and hosts lines).
 //!
 //! All are `#[ignore]`d like tests/vm_boot.rs and need root. See tests/vm/README.md.
 
 mod common;
 
 use common::node::{check_node, file, octal, Addressing, Checks, Cni};
-use common::vm::{is_root, script, stop_vm, text, vm_dir, BootSpec, Booted, Build, Fixture};
+use common::vm::{is_root, script, stop_vm, text, vm_dir, BootSpec, Booted, Fixture};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,7 +39,6 @@ fn fixture() -> &'static Fixture {
 /// deletes the namespace (which also kills whatever still runs in it), on success and on panic.
 struct Network {
     name: String,
-    work: PathBuf,
     vms: Mutex<Vec<PathBuf>>,
 }
 
@@ -69,7 +62,6 @@ impl Network {
         );
         Network {
             name,
-            work,
             vms: Mutex::new(Vec::new()),
         }
     }
@@ -97,10 +89,6 @@ impl Network {
             .map(|(spec, status)| spec.booted(status))
             .collect()
     }
-
-    fn dnsmasq_log(&self) -> String {
-        fs_err::read_to_string(self.work.join("dnsmasq.log")).unwrap_or_default()
-    }
 }
 
 impl Drop for Network {
@@ -126,11 +114,6 @@ fn probe(name: &str, sh: &str, timeout_s: u64) -> Value {
     json!({"name": name, "sh": sh, "until": "success", "timeout_s": timeout_s, "interval_s": 5})
 }
 
-/// A probe run once.
-fn probe_once(name: &str, sh: &str) -> Value {
-    json!({"name": name, "sh": sh, "until": "once", "timeout_s": 60})
-}
-
 fn check_probe<'a>(c: &mut Checks, r: &'a Value, vm: &str, name: &str) -> &'a str {
     let p = &r["probes"][name];
     c.check(p["ok"] == true, || {
@@ -144,27 +127,6 @@ fn check_probe<'a>(c: &mut Checks, r: &'a Value, vm: &str, name: &str) -> &'a st
         )
     });
     text(p, "/stdout")
-}
-
-/// The dnsmasq lines of the guide's host (setuphost.sh), written by hand for VMs of a build:
-/// what imagegen's out/<arch>/host/dnsmasq.conf and hosts will hold.
-fn host_files(dir: &Path, build: &Build, vms: &[&str]) -> (PathBuf, PathBuf) {
-    let mut conf = String::from(
-        "# imagegen:begin (hand-written by tests/vm_cluster.rs)\ninterface=kubr0\nbind-interfaces\n\
-         dhcp-range=192.168.1.2,192.168.1.20,12h\n",
-    );
-    let mut hosts = String::from("192.168.1.1 vmhost\n");
-    for name in vms {
-        let vm = build.vm(name);
-        let (mac, address) = (text(vm, "/mac"), text(vm, "/address"));
-        conf.push_str(&format!("dhcp-host={mac},{address},{name}\n"));
-        hosts.push_str(&format!("{address} {name}\n"));
-    }
-    conf.push_str("dhcp-authoritative\ndomain=kubenet\nexpand-hosts\n# imagegen:end\n");
-    let (c, h) = (dir.join("dnsmasq.conf"), dir.join("hosts"));
-    fs_err::write(&c, conf).unwrap();
-    fs_err::write(&h, hosts).unwrap();
-    (c, h)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -190,114 +152,6 @@ fn standins_speak_tls_with_debians_etcd_on_the_host() {
 // ---------------------------------------------------------------------------------------------
 // (ii) The namespace harness with today's seeds.
 
-#[test]
-#[ignore = "boots QEMU guests; run by .ci/run with --include-ignored"]
-fn two_workers_get_dhcp_from_the_namespace_and_reach_each_other() {
-    let f = fixture();
-    let dir = f.case_dir("pair");
-    let build = f.build(&dir, "profile.yaml", "embed");
-    let pair = ["worker0", "worker1"];
-    let (conf, hosts) = host_files(&dir, &build, &pair);
-    let net = Network::up("pair", &dir, &["tap0", "tap1"], &conf, &hosts);
-    let name = net.name.clone();
-    let specs: Vec<BootSpec> = pair
-        .iter()
-        .enumerate()
-        .map(|(i, vm)| {
-            let peer = pair[1 - i];
-            let peer_address = text(build.vm(peer), "/address");
-            BootSpec {
-                netns: Some((net.name.clone(), format!("tap{i}"))),
-                keep_running: true,
-                probes: Some(json!([
-                    probe("ping-peer", &format!("ping -c1 -W2 {peer_address}"), 300),
-                    probe("dns-peer", &format!("getent hosts {peer}.kubenet"), 300),
-                    probe_once("no-way-out", "ping -c1 -W2 1.1.1.1"),
-                ])),
-                ..BootSpec::new(
-                    build.vm(vm),
-                    build.seed_dir(vm).join("seed.iso"),
-                    dir.join(format!("{vm}.qcow2")),
-                    dir.join(vm),
-                )
-            }
-        })
-        .collect();
-    let booted = net.boot_all(&specs);
-    let dnsmasq = net.dnsmasq_log();
-    drop(net);
-
-    for (i, b) in booted.iter().enumerate() {
-        let (vm, peer) = (pair[i], pair[1 - i]);
-        let r = &b.report;
-        let mut c = Checks::new(format!("pair: {vm}"));
-        check_node(&mut c, r, build.vm(vm), Addressing::Dhcp, Cni::Bridge);
-        check_probe(&mut c, r, vm, "ping-peer");
-        let dns = check_probe(&mut c, r, vm, "dns-peer");
-        let peer_address = text(build.vm(peer), "/address");
-        c.check(dns.starts_with(peer_address), || {
-            format!("{vm}: {peer}.kubenet resolved to {dns:?}, not {peer_address}")
-        });
-        c.check(r["probes"]["no-way-out"]["rc"] != 0, || {
-            format!("{vm} reached 1.1.1.1 from the namespace")
-        });
-        let via = "(DHCP4 via 192.168.1.1)";
-        c.check(text(r, "/networkctl").contains(via), || {
-            format!("{vm}: the address is not the namespace dnsmasq's lease {via}")
-        });
-        let mac = text(build.vm(vm), "/mac");
-        let ack = format!(
-            "DHCPACK(kubr0) {} {mac} {vm}",
-            text(build.vm(vm), "/address")
-        );
-        c.check(dnsmasq.contains(&ack), || {
-            format!("no `{ack}` in dnsmasq's log:\n{dnsmasq}")
-        });
-        c.done(&b.out);
-    }
-    assert!(!namespace_exists(&name), "namespace {name} is still there");
-}
-
-// ---------------------------------------------------------------------------------------------
-// (A) The cluster case of issue #10.
-
-/// Modes notes/cluster-design.md gives the files of each role (besides today's node files,
-/// which check_node compares with the manifest).
-const CONTROL_FILES: &[(&str, &str)] = &[
-    ("/etc/etcd/ca.pem", "0644"),
-    ("/etc/etcd/kubernetes.pem", "0644"),
-    ("/etc/etcd/kubernetes-key.pem", "0600"),
-    ("/var/lib/etcd", "0700"),
-    ("/var/lib/kubernetes/ca.pem", "0644"),
-    ("/var/lib/kubernetes/ca-key.pem", "0600"),
-    ("/var/lib/kubernetes/kubernetes.pem", "0644"),
-    ("/var/lib/kubernetes/kubernetes-key.pem", "0600"),
-    ("/var/lib/kubernetes/service-account.pem", "0644"),
-    ("/var/lib/kubernetes/service-account-key.pem", "0600"),
-    ("/var/lib/kubernetes/encryption-config.yaml", "0600"),
-    (
-        "/var/lib/kubernetes/kube-controller-manager.kubeconfig",
-        "0600",
-    ),
-    ("/var/lib/kubernetes/kube-scheduler.kubeconfig", "0600"),
-    ("/var/lib/kubernetes/admin.kubeconfig", "0600"),
-    ("/etc/kubernetes/config/kube-scheduler.yaml", "0644"),
-    ("/etc/kubernetes/imagegen/kubelet-access-rbac.yaml", "0644"),
-    ("/etc/sysctl.d/50-vip-arp.conf", "0644"),
-    ("/usr/local/sbin/imagegen-bootstrap-cluster", "0755"),
-    ("/usr/local/bin/etcd", "0755"),
-    ("/usr/local/bin/etcdctl", "0755"),
-    ("/usr/local/bin/kube-apiserver", "0755"),
-    ("/usr/local/bin/kube-controller-manager", "0755"),
-    ("/usr/local/bin/kube-scheduler", "0755"),
-    ("/usr/local/bin/kubectl", "0755"),
-];
-const GATEWAY_FILES: &[(&str, &str)] = &[
-    ("/etc/ha.d/ldirectord.cf", "0644"),
-    ("/etc/modules-load.d/ipvs.conf", "0644"),
-];
-
-/// `key: value` of the first line with that key in a YAML text (the profile's flat keys).
 fn yaml_value(text: &str, key: &str) -> Option<String> {
     text.lines().find_map(|l| {
         let v = l.trim_start().strip_prefix(key)?.strip_prefix(':')?;
@@ -441,15 +295,8 @@ fn probe_scripts_are_valid_shell() {
 }
 
 #[test]
-#[ignore = "boots three QEMU guests at once; opt-in with IMAGEGEN_VM_CLUSTER=1 (see the file's header)"]
+#[ignore = "boots three QEMU guests at once; run by .ci/run with --include-ignored"]
 fn cluster_gateway_control0_worker0_serve_the_api_through_the_vip() {
-    if std::env::var("IMAGEGEN_VM_CLUSTER").as_deref() != Ok("1") {
-        eprintln!(
-            "vm-cluster: opt-in until the nodes resolve `kubernetes` through the host's DNS \
-             (no search domain yet), skipped (set IMAGEGEN_VM_CLUSTER=1 to run it)"
-        );
-        return;
-    }
     let f = fixture();
     let dir = f.case_dir("cluster");
     let profile = fs_err::read_to_string(f.mirror.join("profile-cluster.yaml")).unwrap();
@@ -590,4 +437,41 @@ fn cluster_gateway_control0_worker0_serve_the_api_through_the_vip() {
     failed.extend(c.summary(&booted[2].out));
     assert!(!namespace_exists(&ns), "namespace {ns} is still there");
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
-}
+} // ---------------------------------------------------------------------------------------------
+  // (A) The cluster case of issue #10.
+
+/// Modes notes/cluster-design.md gives the files of each role (besides today's node files,
+/// which check_node compares with the manifest).
+const CONTROL_FILES: &[(&str, &str)] = &[
+    ("/etc/etcd/ca.pem", "0644"),
+    ("/etc/etcd/kubernetes.pem", "0644"),
+    ("/etc/etcd/kubernetes-key.pem", "0600"),
+    ("/var/lib/etcd", "0700"),
+    ("/var/lib/kubernetes/ca.pem", "0644"),
+    ("/var/lib/kubernetes/ca-key.pem", "0600"),
+    ("/var/lib/kubernetes/kubernetes.pem", "0644"),
+    ("/var/lib/kubernetes/kubernetes-key.pem", "0600"),
+    ("/var/lib/kubernetes/service-account.pem", "0644"),
+    ("/var/lib/kubernetes/service-account-key.pem", "0600"),
+    ("/var/lib/kubernetes/encryption-config.yaml", "0600"),
+    (
+        "/var/lib/kubernetes/kube-controller-manager.kubeconfig",
+        "0600",
+    ),
+    ("/var/lib/kubernetes/kube-scheduler.kubeconfig", "0600"),
+    ("/var/lib/kubernetes/admin.kubeconfig", "0600"),
+    ("/etc/kubernetes/config/kube-scheduler.yaml", "0644"),
+    ("/etc/kubernetes/imagegen/kubelet-access-rbac.yaml", "0644"),
+    ("/etc/sysctl.d/50-vip-arp.conf", "0644"),
+    ("/usr/local/sbin/imagegen-bootstrap-cluster", "0755"),
+    ("/usr/local/bin/etcd", "0755"),
+    ("/usr/local/bin/etcdctl", "0755"),
+    ("/usr/local/bin/kube-apiserver", "0755"),
+    ("/usr/local/bin/kube-controller-manager", "0755"),
+    ("/usr/local/bin/kube-scheduler", "0755"),
+    ("/usr/local/bin/kubectl", "0755"),
+];
+const GATEWAY_FILES: &[(&str, &str)] = &[
+    ("/etc/ha.d/ldirectord.cf", "0644"),
+    ("/etc/modules-load.d/ipvs.conf", "0644"),
+];

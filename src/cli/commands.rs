@@ -18,12 +18,14 @@ use crate::resolve::{self, Origin};
 
 pub(super) fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     super::interrupt::install();
+    check_payload_mirrors(&a)?;
+    let mut resolve = a.resolve.options(&a.common)?;
+    resolve.suggest_payload_fetch = true;
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let (ssh_keys, warning) = inputs::ssh_keys(&a.ssh_keys, home.as_deref())?;
     if let Some(w) = warning {
         eprintln!("warning: {w}");
     }
-    let resolve = a.resolve.options(&a.common)?;
     let opts = BuildOptions {
         profile: a.common.profile,
         arch: a.common.arch.into(),
@@ -32,6 +34,7 @@ pub(super) fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         templates: a.templates,
         ssh_keys,
         payload: a.payload.into(),
+        node_mirror: a.node_mirror,
         iso: !a.no_iso,
         resolve,
         epoch: epoch_from_env()?,
@@ -39,6 +42,26 @@ pub(super) fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     let report = build::build(&opts)?;
     println(&summary(&report, &a.out))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--mirror` is this machine's and `--node-mirror` the nodes': each only where it is used.
+fn check_payload_mirrors(a: &BuildArgs) -> anyhow::Result<()> {
+    let fetch = matches!(a.payload, super::PayloadArg::Fetch);
+    if let (true, Some(m)) = (fetch, a.resolve.mirrors.first()) {
+        anyhow::bail!(
+            "--mirror {m} is where this machine downloads from, and with --payload fetch it \
+             downloads nothing: the nodes do, from the profile's URLs, or from --node-mirror URL \
+             (an http(s) mirror in the same layout that they can reach)"
+        );
+    }
+    if let (false, Some(m)) = (fetch, &a.node_mirror) {
+        anyhow::bail!(
+            "--node-mirror {m} is where nodes download from with --payload fetch; with --payload \
+             embed or shared their binaries come with the seed (use --mirror for this machine's \
+             downloads)"
+        );
+    }
+    Ok(())
 }
 
 /// The summary printed after a build.
@@ -251,6 +274,7 @@ pub(super) fn launch(a: LaunchArgs) -> anyhow::Result<ExitCode> {
     } else {
         Action::Start
     };
+    resolve::check_offline(&a.mirrors, a.offline)?;
     launch::launch(&LaunchOptions {
         out: a.out,
         arch,

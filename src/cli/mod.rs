@@ -167,8 +167,9 @@ struct LaunchArgs {
     /// Cache to fetch the base image into [default: the cache the build used]
     #[arg(long, value_name = "DIR")]
     cache: Option<Utf8PathBuf>,
-    /// Mirror with the upstream host/path layout, tried before upstream (repeatable, in order)
-    #[arg(long = "mirror", value_name = "URL")]
+    /// Mirror in the upstream host/path layout (http://, https://, file:// or a directory),
+    /// tried before upstream (repeatable, in order)
+    #[arg(long = "mirror", value_name = "URL|DIR", value_parser = crate::resolve::parse_mirror)]
     mirrors: Vec<String>,
     /// Never use the network for the base image
     #[arg(long)]
@@ -233,10 +234,14 @@ struct ResolveArgs {
     /// Cache directory [default: $IMAGEGEN_CACHE, else $XDG_CACHE_HOME/imagegen or the platform cache dir]
     #[arg(long, value_name = "DIR")]
     cache: Option<Utf8PathBuf>,
-    /// Mirror with the upstream host/path layout, tried before upstream (repeatable, in order)
-    #[arg(long = "mirror", value_name = "URL")]
+    /// Mirror in the upstream host/path layout, tried before upstream (repeatable, in order):
+    /// an http://, https:// or file:// URL, or a directory. URL/github.com/containerd/containerd/
+    /// releases/download/v1.7.20/containerd-1.7.20-linux-arm64.tar.gz is containerd's file. For
+    /// this machine's downloads only: with --payload fetch the nodes download (see --node-mirror)
+    #[arg(long = "mirror", value_name = "URL|DIR", value_parser = crate::resolve::parse_mirror)]
     mirrors: Vec<String>,
-    /// Never use the network; fail listing what the cache lacks
+    /// Never use the network (a mirror must then be a directory or file:// URL); fail listing
+    /// what the cache lacks
     #[arg(long)]
     offline: bool,
     /// Connections at once, shared by all downloads
@@ -271,6 +276,7 @@ impl ResolveArgs {
             hint.push_str(&format!(" --cache {c}"));
         }
         o.fetch_hint = hint;
+        crate::resolve::check_offline(&o.mirrors, o.offline)?;
         Ok(o)
     }
 }
@@ -312,6 +318,11 @@ struct BuildArgs {
     /// How nodes get their binaries
     #[arg(long, value_enum, default_value = "embed")]
     payload: PayloadArg,
+    /// With --payload fetch: the nodes download from this http(s) mirror in the upstream
+    /// host/path layout (URL/github.com/...) instead of the profile's URLs (kubespray's
+    /// files_repo). --mirror is this machine's, not the nodes'
+    #[arg(long, value_name = "URL", value_parser = crate::resolve::parse_node_mirror)]
+    node_mirror: Option<String>,
     /// Do not write ISOs (seed directories only)
     #[arg(long)]
     no_iso: bool,

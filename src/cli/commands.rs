@@ -7,7 +7,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use super::inputs::{self, epoch_from_env};
 use super::output::{print, println};
-use super::{BuildArgs, FetchArgs, HostSetupArgs, LaunchArgs, PkiArgs, PlanArgs};
+use super::{
+    BuildArgs, FetchArgs, HostSetupArgs, LaunchArgs, PinArchArg, PinArgs, PkiArgs, PlanArgs,
+};
 use crate::build::{self, BuildOptions, BuildReport};
 use crate::host::{self, HostKind, HostNet, SetupAction, SetupOptions};
 use crate::launch::{self, Action, LaunchOptions};
@@ -195,6 +197,47 @@ pub(super) fn profile_check(file: &Utf8Path) -> anyhow::Result<ExitCode> {
 
 pub(super) fn profile_show() -> anyhow::Result<ExitCode> {
     print(profile::BUILTIN_YAML)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pin COMPONENT VERSION`: rewrites the profile and prints what changed; `pin --check`: lists
+/// newer releases, exit 1 when some could not be looked up.
+pub(super) fn pin(a: &PinArgs) -> anyhow::Result<ExitCode> {
+    // No `imagegen fetch` gets the files of a version the profile does not pin yet.
+    let resolve = a.resolve.options_with_hint(String::new())?;
+    if a.check {
+        let prof = profile::load(a.profile.as_deref())?;
+        let report = crate::pin::check(&prof, &resolve);
+        print(&report.text)?;
+        return Ok(if report.unreachable > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let (Some(component), Some(version)) = (&a.component, &a.version) else {
+        anyhow::bail!("pin needs COMPONENT and VERSION, or --check");
+    };
+    let Some(profile) = a.profile.clone() else {
+        anyhow::bail!(
+            "pin rewrites a profile file: give it with --profile FILE (start from the built-in \
+             one with `imagegen profile show > my-cluster.yaml`)"
+        );
+    };
+    let report = crate::pin::pin(&crate::pin::PinOptions {
+        profile,
+        component: component.clone(),
+        version: version.clone(),
+        archs: a.arch.map(|x| match x {
+            PinArchArg::Arm64 => vec![Arch::Arm64],
+            PinArchArg::Amd64 => vec![Arch::Amd64],
+            PinArchArg::All => vec![Arch::Arm64, Arch::Amd64],
+        }),
+        trust_sums: a.trust_sums,
+        dry_run: a.dry_run,
+        resolve,
+    })?;
+    println(&report)?;
     Ok(ExitCode::SUCCESS)
 }
 

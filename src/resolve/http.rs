@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 
 use super::cache::Part;
 use super::fetch::{Ctx, Limit, SourceError};
-use super::progress::Bar;
+use super::progress::{Bar, Reporter};
 use super::split::{Claim, Split, SPLIT_MIN_LEN};
 use super::ResolveOptions;
 use crate::digest::{Algo, Digest, Hasher};
@@ -68,11 +68,14 @@ pub(super) fn triage(status: StatusCode) -> Result<(), Attempt> {
 /// handshake that failed will fail the same way in a second (the usual first run without
 /// network), so they are not retried; timeouts and connections reset or cut are.
 pub(super) fn classify(e: reqwest::Error) -> Attempt {
-    let host = e
-        .url()
-        .and_then(|u| u.host_str())
-        .unwrap_or("the server")
-        .to_string();
+    // Through a proxy, the host that could not be looked up or reached is the proxy's.
+    let host = match e.url() {
+        Some(u) => match proxy_for(u) {
+            Some(proxy) => format!("the proxy {proxy}"),
+            None => u.host_str().unwrap_or("the server").to_string(),
+        },
+        None => "the server".to_string(),
+    };
     let connect = e.is_connect();
     let timeout = e.is_timeout();
     let e = e.without_url();
@@ -114,6 +117,29 @@ pub(super) fn classify(e: reqwest::Error) -> Attempt {
     Attempt::Retry(anyhow!(e))
 }
 
+/// The proxy reqwest takes from the environment for `url` (`HTTPS_PROXY`, `HTTP_PROXY`,
+/// `ALL_PROXY`, lower case too, unless `NO_PROXY` names the host), so an error can say that it
+/// was the proxy that could not be reached.
+fn proxy_for(url: &reqwest::Url) -> Option<String> {
+    let env = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+    };
+    let proxy = match url.scheme() {
+        "https" => env(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]),
+        _ => env(&["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]),
+    }?;
+    let host = url.host_str()?;
+    let exempt = env(&["NO_PROXY", "no_proxy"]).is_some_and(|list| {
+        list.split(',').map(str::trim).any(|n| {
+            let n = n.trim_start_matches('.');
+            n == "*" || host == n || host.ends_with(&format!(".{n}"))
+        })
+    });
+    (!exempt).then_some(proxy)
+}
+
 /// The io::Error an io::Error wraps, if it wraps one (hyper-rustls wraps tokio-rustls' error
 /// as `Other`; an io::Error's `source()` skips the error it wraps, so the chain never shows it).
 fn innermost_io(mut io: &io::Error) -> &io::Error {
@@ -141,6 +167,16 @@ pub(super) fn content_range(resp: &Response) -> Option<(u64, u64, u64)> {
 pub(super) fn with_retries(
     ctx: &Ctx,
     what: &str,
+    attempt: impl FnMut() -> Result<(), Attempt>,
+) -> Result<(), Attempt> {
+    retrying(ctx.opts, ctx.reporter, what, attempt)
+}
+
+/// [`with_retries`] outside a download run: the options and a reporter are all it needs.
+pub(super) fn retrying(
+    opts: &ResolveOptions,
+    reporter: &Reporter,
+    what: &str,
     mut attempt: impl FnMut() -> Result<(), Attempt>,
 ) -> Result<(), Attempt> {
     let mut failures = 0u32;
@@ -148,19 +184,18 @@ pub(super) fn with_retries(
         match attempt() {
             Err(Attempt::Retry(e)) => {
                 failures += 1;
-                if failures > ctx.opts.retries {
+                if failures > opts.retries {
                     return Err(Attempt::Fatal(
                         e.context(format!("gave up after {failures} attempts")),
                     ));
                 }
-                let delay = ctx
-                    .opts
+                let delay = opts
                     .retry_backoff
                     .saturating_mul(1 << (failures - 1).min(16))
                     .min(Duration::from_secs(30));
-                ctx.reporter.note(&format!(
+                reporter.note(&format!(
                     "{e:#} for {what}; retry {failures}/{} in {}",
-                    ctx.opts.retries,
+                    opts.retries,
                     short_duration(delay)
                 ));
                 std::thread::sleep(delay);

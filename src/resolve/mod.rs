@@ -12,7 +12,9 @@
 //! - `http`: one download's main stream, its retries and the triage of HTTP answers;
 //! - `split`: one large download over several ranged connections (work stealing);
 //! - `progress`: bars and lines on stderr;
-//! - `report`: the error that names every artifact that could not be resolved, and what to do.
+//! - `report`: the error that names every artifact that could not be resolved, and what to do;
+//! - `text`: small text files (published checksums, release feeds) from the same sources, in
+//!   memory.
 //!
 //! Cache layout (`cache_dir` is [`cache_dir`]'s answer, i.e. `--cache DIR` or the default):
 //! - `<cache>/<algo>/<hex>`: a file whose digest was verified to be `<algo>:<hex>`;
@@ -51,6 +53,7 @@ mod pool;
 mod progress;
 mod report;
 mod split;
+mod text;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -64,6 +67,7 @@ use crate::plan::Artifact;
 
 pub use import::import_files;
 pub use mirror::{check_offline, mirror_url, parse_mirror, parse_node_mirror};
+pub use text::{fetch_text, TEXT_LIMIT};
 
 use cache::Cache;
 use fetch::Outcome;
@@ -111,7 +115,8 @@ pub struct ResolveOptions {
     /// never ends stops here).
     pub max_download_size: u64,
     /// Arguments of `imagegen fetch` that would fill the cache for this run (e.g.
-    /// `--arch arm64 --profile p.yaml`), shown when artifacts could not be had.
+    /// `--arch arm64 --profile p.yaml`), shown when artifacts could not be had; empty when no
+    /// `imagegen fetch` would.
     pub fetch_hint: String,
     /// When artifacts could not be had, also suggest `--payload fetch` (a build's nodes can
     /// download for themselves).

@@ -98,12 +98,6 @@ fn next_steps(art: &Artifact, opts: &ResolveOptions) -> String {
         .url
         .split_once("://")
         .map_or(art.url.as_str(), |(_, rest)| rest);
-    let hint = opts.fetch_hint.trim();
-    let fetch = if hint.is_empty() {
-        "imagegen fetch".to_string()
-    } else {
-        format!("imagegen fetch {hint}")
-    };
     let mut s = String::from("\nwhat you can do:");
     if opts.offline {
         let _ = write!(
@@ -116,12 +110,15 @@ fn next_steps(art: &Artifact, opts: &ResolveOptions) -> String {
             "\n  - use a mirror in the upstream layout: --mirror URL (http://, https://, file:// or a directory),\n    with this file at URL/{layout}"
         );
     }
-    let _ = write!(
-        s,
-        "\n  - fill the cache on a machine with network access: {fetch}\n    there, copy its cache (`imagegen cache dir`) to {} here, and run this again{}",
-        opts.cache_dir.display(),
-        if opts.offline { "" } else { " with --offline" }
-    );
+    let hint = opts.fetch_hint.trim();
+    if !hint.is_empty() {
+        let _ = write!(
+            s,
+            "\n  - fill the cache on a machine with network access: imagegen fetch {hint}\n    there, copy its cache (`imagegen cache dir`) to {} here, and run this again{}",
+            opts.cache_dir.display(),
+            if opts.offline { "" } else { " with --offline" }
+        );
+    }
     s.push_str("\n  - add files downloaded by hand: imagegen cache import FILE...");
     if opts.suggest_payload_fetch {
         s.push_str(

@@ -65,7 +65,7 @@ pub(super) fn check(
     bail!(msg)
 }
 
-/// `N artifact(s)`, in words.
+/// `1 artifact`, `N artifacts`.
 fn count(n: usize) -> String {
     format!("{n} artifact{}", if n == 1 { "" } else { "s" })
 }

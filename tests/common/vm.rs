@@ -170,7 +170,14 @@ impl Fixture {
             .arg(&out)
             .arg("--cache")
             .arg(self.work.join("imagegen-cache"))
-            .args(["--mirror", &self.mirror_url, "--payload", payload])
+            .args(["--payload", payload])
+            // This machine's mirror; with the fetch payload the nodes download instead, from
+            // the URLs of the profile, and --mirror would be refused.
+            .args(if payload == "fetch" {
+                vec![]
+            } else {
+                vec!["--mirror", &self.mirror_url]
+            })
             .args(["--ssh-key", "tests/fixtures/ssh/id_ed25519.pub", "--quiet"])
             .output()
             .unwrap();

@@ -1,0 +1,138 @@
+//! `--payload fetch`: the node downloads and installs its binaries at first boot, keyed by
+//! component. Two components whose URLs end in the same file name stay two downloads: the
+//! generated first-boot script passes `sh -n`, and its download-and-install part, run against a
+//! loopback server into a temporary root, installs each component's own files.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::http::TestServer;
+use common::{build_fixed, mirror, Test};
+
+/// The first-boot script in a user-data, as cloud-init writes it.
+fn first_boot_script(user_data: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct UserData {
+        write_files: Vec<WriteFile>,
+    }
+    #[derive(serde::Deserialize)]
+    struct WriteFile {
+        path: String,
+        content: String,
+    }
+    let ud: UserData = serde_saphyr::from_str(user_data).unwrap();
+    ud.write_files
+        .into_iter()
+        .find(|f| f.path == "/usr/local/sbin/imagegen-first-boot")
+        .expect("user-data writes the first-boot script")
+        .content
+}
+
+/// The script's payload part: from the work directory to its removal.
+fn payload_part(script: &str) -> String {
+    let start = script.find("work=$(mktemp").expect("a fetch payload");
+    let end = script[start..].find("rm -rf \"$work\"").unwrap() + start;
+    script[start..end + "rm -rf \"$work\"".len()].to_string()
+}
+
+/// Runs the payload part with every `install` destination under `root`.
+fn run_payload(part: &str, root: &Path) -> std::process::Output {
+    let prelude = r#"set -eu
+say() { echo "imagegen: $1"; }
+install() { command install "$1" "$2" "$3" "$4" "$ROOT$5"; }
+"#;
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("{prelude}{part}\n"))
+        .env("ROOT", root)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn two_components_with_one_file_name_install_their_own_files() {
+    let t = Test::new();
+    let server = TestServer::start();
+    let m = mirror::build(t.temp(), "amd64", &|p| p);
+    m.serve_as_upstream(&server);
+    // containerd and crictl are both published as `release.tar.gz`, in their own directories.
+    m.edit_profile(|p| {
+        p.replace(
+            "download/v{version}/containerd-{version}-linux-{arch}.tar.gz",
+            "download/v{version}/release.tar.gz",
+        )
+        .replace(
+            "download/v{version}/crictl-v{version}-linux-{arch}.tar.gz",
+            "download/v{version}/release.tar.gz",
+        )
+    });
+    for (path, data) in &m.files {
+        for name in [
+            "containerd-1.7.20-linux-amd64.tar.gz",
+            "crictl-v1.31.1-linux-amd64.tar.gz",
+        ] {
+            if let Some(dir) = path.strip_suffix(name) {
+                server.add(&format!("/{dir}release.tar.gz"), data.clone());
+            }
+        }
+    }
+    let out = t.temp().join("out");
+    build_fixed(&t, &m.profile, "amd64", &out)
+        .args(["--payload", "fetch", "--no-iso", "--quiet"])
+        .run()
+        .success();
+
+    let ud = fs_err::read_to_string(out.join("amd64/worker0/user-data")).unwrap();
+    let script = first_boot_script(&ud);
+    let check = Command::new("sh")
+        .args(["-n", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "sh -n: {check:?}\n{script}");
+    let part = payload_part(&script);
+    assert_eq!(
+        part.matches(&format!("fetch '{}/", server.base())).count(),
+        5,
+        "containerd, runc, crictl, the node binaries, the CNI plugins:\n{part}"
+    );
+    for component in ["containerd", "crictl"] {
+        assert!(
+            part.contains(&format!("unpack '{component}'")),
+            "{component} is unpacked into its own directory:\n{part}"
+        );
+    }
+
+    let root = t.temp().join("root");
+    let run = run_payload(&part, &root);
+    assert!(
+        run.status.success(),
+        "the payload part failed:\n{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for (file, from) in [
+        ("usr/local/bin/crictl", "crictl"),
+        ("bin/containerd", "containerd"),
+        ("bin/containerd-shim-runc-v2", "containerd-shim-runc-v2"),
+        ("usr/local/bin/runc", "runc"),
+        ("usr/local/bin/kubelet", "kubelet"),
+    ] {
+        let got = fs_err::read_to_string(root.join(file)).unwrap();
+        assert_eq!(
+            got,
+            format!("#!/bin/sh\necho \"{from} stand-in $*\"\n"),
+            "{file}"
+        );
+    }
+    assert_eq!(
+        server
+            .hits("/github.com/kubernetes-sigs/cri-tools/releases/download/v1.31.1/release.tar.gz"),
+        1
+    );
+    assert_eq!(
+        server.hits("/github.com/containerd/containerd/releases/download/v1.7.20/release.tar.gz"),
+        1
+    );
+}

@@ -5,8 +5,10 @@
 //! (uniqueness, ranges, digests, URL placeholders) and reports every problem at once, each with
 //! the location of the value (`error`).
 
+mod dhcp;
 mod error;
 mod file;
+mod reserved;
 mod resources;
 mod validate;
 
@@ -20,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::fsutil;
 
+pub use dhcp::dhcp_range;
 pub use error::{Problem, ProfileError};
+pub use reserved::{API_NAME, HOST_NAME, RESERVED_NODE_NAMES};
 pub use resources::{Resources, Size, VmResources};
 
 /// The guide's cluster, compiled in so `imagegen build` works from any directory.

@@ -29,8 +29,12 @@ impl Size {
 
     /// `<whole number><M|G|T>`, e.g. `512M`, `4G`; anything else is an error saying so.
     pub fn parse(s: &str) -> Result<Size, String> {
-        let expected =
-            || format!("expected a size like 4G or 512M (a whole number and M, G or T), got `{s}`");
+        let expected = || {
+            format!(
+                "expected a size like 4G or 512M (a whole number and M, G or T), got `{}`",
+                super::validate::shown(s)
+            )
+        };
         let (digits, unit) = s.split_at(s.len().saturating_sub(1));
         let factor: u64 = match unit {
             "M" => 1,

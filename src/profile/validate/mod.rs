@@ -1,9 +1,13 @@
 //! The second parsing pass: the meaning of a well-formed profile file. Each section (cluster,
-//! nodes, components, resources) is checked in its own file; every problem is recorded, with the location
-//! of its value, and reported together, so one run of `profile check` shows them all.
+//! nodes, components, resources) is checked in its own file, what spans sections (names on the
+//! host network, the DHCP range) in `across`, the grammar of each free-form string in
+//! `grammar`; every problem is recorded, with the location of its value, and reported together,
+//! so one run of `profile check` shows them all.
 
+mod across;
 mod cluster;
 mod components;
+mod grammar;
 mod nodes;
 mod resources;
 
@@ -15,6 +19,7 @@ use serde_saphyr::Spanned;
 use super::error::{Problem, ProfileError};
 use super::file::{ProfileFile, S};
 use super::{Profile, Role};
+pub(super) use grammar::shown;
 
 /// Collects problems; the section checks add to it and carry on.
 #[derive(Default)]
@@ -52,7 +57,7 @@ impl Checker {
                     key,
                     format!(
                         "expected an IPv4 address like 192.168.1.10, got `{}`",
-                        v.value
+                        shown(&v.value)
                     ),
                 );
                 None
@@ -69,7 +74,7 @@ impl Checker {
                     key,
                     format!(
                         "`{}` has host bits set; the network is {}",
-                        v.value,
+                        shown(&v.value),
                         n.trunc()
                     ),
                 );
@@ -79,7 +84,10 @@ impl Checker {
                 self.at(
                     v,
                     key,
-                    format!("expected an IPv4 CIDR like 10.0.0.0/12, got `{}`", v.value),
+                    format!(
+                        "expected an IPv4 CIDR like 10.0.0.0/12, got `{}`",
+                        shown(&v.value)
+                    ),
                 );
                 None
             }
@@ -91,11 +99,20 @@ impl Checker {
 /// by position (problems without one last).
 pub(super) fn validate(raw: ProfileFile, file: &str) -> Result<Profile, ProfileError> {
     let mut c = Checker::default();
-    if raw.name.value.trim().is_empty() {
-        c.at(&raw.name, "name", "must not be empty");
+    if !grammar::is_profile_name(&raw.name.value) {
+        c.at(
+            &raw.name,
+            "name",
+            format!(
+                "expected a profile name of 1 to {} ASCII letters, digits, '.', '_' and '-', starting with a letter or digit, like kthw-1.31, got `{}`",
+                grammar::MAX_PROFILE_NAME,
+                shown(&raw.name.value)
+            ),
+        );
     }
     let ranges = cluster::check(&mut c, &raw.cluster);
     let nodes = nodes::check(&mut c, &raw.nodes, &ranges);
+    across::check(&mut c, &raw, &ranges);
     let has_control = raw.nodes.iter().any(|n| n.role == Role::Control);
     let components = components::check(&mut c, &raw.components, raw.cluster.cni, has_control);
     let resources = resources::check(&mut c, &raw.resources);
@@ -121,31 +138,5 @@ pub(super) fn validate(raw: ProfileFile, file: &str) -> Result<Profile, ProfileE
                 problems: c.problems,
             })
         }
-    }
-}
-
-/// RFC 1123 host name (labels of letters, digits and '-').
-fn is_hostname(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hostnames() {
-        assert!(is_hostname("worker0"));
-        assert!(!is_hostname("-bad"));
-        assert!(!is_hostname("under_score"));
-        assert!(!is_hostname(&"a".repeat(64)));
     }
 }

@@ -238,6 +238,19 @@ mod tests {
     }
 
     #[test]
+    fn a_wide_address_is_apart_from_its_name_in_the_hosts_block() {
+        // Every host address moves to 192.168.100.0/24: 14 characters for the nodes'.
+        let text = profile::BUILTIN_YAML.replace("192.168.1.", "192.168.100.");
+        let n = net(&text, HostKind::Linux);
+        let hosts = render::hosts_block(&n);
+        assert!(hosts.contains("\n192.168.100.1 vmhost\n"), "{hosts}");
+        assert!(hosts.contains("\n192.168.100.14 worker0\n"), "{hosts}");
+        for line in hosts.lines().filter(|l| !l.starts_with('#')) {
+            assert_eq!(line.split_whitespace().count(), 2, "{line}");
+        }
+    }
+
+    #[test]
     fn cilium_needs_no_routes() {
         let text = profile::BUILTIN_YAML.replace("cni: bridge ", "cni: cilium ");
         let n = net(&text, HostKind::Linux);

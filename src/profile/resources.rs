@@ -35,7 +35,9 @@ impl Size {
                 super::validate::shown(s)
             )
         };
-        let (digits, unit) = s.split_at(s.len().saturating_sub(1));
+        // The unit is the last character, whatever its width in bytes.
+        let cut = s.char_indices().last().map_or(0, |(i, _)| i);
+        let (digits, unit) = s.split_at(cut);
         let factor: u64 = match unit {
             "M" => 1,
             "G" => 1024,
@@ -142,7 +144,7 @@ mod tests {
             assert_eq!(s.to_string(), shown, "{text}");
         }
         for bad in [
-            "", "G", "4", "4GB", "4g", "04G", "-1G", "1.5G", " 4G", "4 G",
+            "", "G", "4", "4GB", "4g", "04G", "-1G", "1.5G", " 4G", "4 G", "4é", "0Gé", "é",
         ] {
             let e = Size::parse(bad).unwrap_err();
             assert!(e.contains("expected a size like 4G"), "{bad}: {e}");

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::grammar::{is_url_char, is_version, shown, MAX_URL, MAX_VERSION};
+use super::grammar::{is_label, is_url_char, is_version, shown, MAX_URL, MAX_VERSION};
 use super::Checker;
 use crate::digest::Digest;
 use crate::profile::file::{ComponentsFile, S};
@@ -335,6 +335,10 @@ fn check_url_shape(c: &mut Checker, url: &S<String>, key: &str) {
         Ok(p) if p.host_str().is_none_or(str::is_empty) => {
             Some("the URL names no host".to_string())
         }
+        Ok(p) if !p.host_str().is_some_and(is_host) => Some(format!(
+            "the URL's host `{}` is neither a host name nor an IPv4 address",
+            p.host_str().unwrap_or_default()
+        )),
         Ok(p) => match p.path().rsplit('/').next() {
             None | Some("") | Some(".") | Some("..") => {
                 Some("the URL's path must end in a file name".to_string())
@@ -345,6 +349,11 @@ fn check_url_shape(c: &mut Checker, url: &S<String>, key: &str) {
     if let Some(p) = problem {
         c.at(url, key, p);
     }
+}
+
+/// A host name of non-empty labels (the URL parser has lowercased it) or an IPv4 address.
+fn is_host(h: &str) -> bool {
+    h.parse::<std::net::Ipv4Addr>().is_ok() || h.len() <= 253 && h.split('.').all(is_label)
 }
 
 /// Two components that download the same URL for an architecture pin the same digest there:

@@ -28,13 +28,14 @@ struct Checker {
 }
 
 impl Checker {
-    /// A problem at the value `span`.
+    /// A problem at the value `span`. The message is kept on one line whatever value it quotes
+    /// (`shown`), so a problem can neither split the report nor hide in it.
     fn at<T>(&mut self, span: &Spanned<T>, key: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
             line: span.referenced.line(),
             column: span.referenced.column(),
-            key: key.into(),
-            message: message.into(),
+            key: shown(&key.into()),
+            message: shown(&message.into()),
         });
     }
 
@@ -43,8 +44,8 @@ impl Checker {
         self.problems.push(Problem {
             line: 0,
             column: 0,
-            key: key.into(),
-            message: message.into(),
+            key: shown(&key.into()),
+            message: shown(&message.into()),
         });
     }
 

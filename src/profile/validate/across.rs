@@ -18,8 +18,8 @@ pub(super) fn check(c: &mut Checker, raw: &ProfileFile, r: &Ranges) {
 }
 
 /// The API endpoint's host names the API, so it resolves to the virtual IP: it cannot be a
-/// node's name (or `<node>.<host_domain>`), the host's, or the address of a machine that runs
-/// no API server.
+/// node's name (or `<node>.<host_domain>`), the host's, a name only the cluster's DNS knows, or
+/// the address of a machine that runs no API server.
 fn api_host(c: &mut Checker, raw: &ProfileFile, r: &Ranges) {
     let Some((host, _)) = &r.api else { return };
     let cl = &raw.cluster;
@@ -43,6 +43,14 @@ fn api_host(c: &mut Checker, raw: &ProfileFile, r: &Ranges) {
             }
         }
         return;
+    }
+    let cluster_domain = &cl.cluster_domain.value;
+    if host == cluster_domain || host.ends_with(&format!(".{cluster_domain}")) {
+        c.at(
+            &cl.api_endpoint,
+            key,
+            format!("API host {host} is a name of the cluster's own DNS ({cluster_domain}), which the kubelets and the host do not ask; expected a name of the virtual IP, like kubernetes"),
+        );
     }
     let is = |name: &str| {
         host.eq_ignore_ascii_case(name) || host.eq_ignore_ascii_case(&format!("{name}.{domain}"))

@@ -112,6 +112,13 @@ fn two_components_with_one_file_name_install_their_own_files() {
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
     );
+    let said = String::from_utf8_lossy(&run.stdout);
+    for component in ["containerd", "crictl"] {
+        assert!(
+            said.contains(&format!("imagegen: verifying {component}\n")),
+            "{said}"
+        );
+    }
     for (file, from) in [
         ("usr/local/bin/crictl", "crictl"),
         ("bin/containerd", "containerd"),
@@ -135,4 +142,39 @@ fn two_components_with_one_file_name_install_their_own_files() {
         server.hits("/github.com/containerd/containerd/releases/download/v1.7.20/release.tar.gz"),
         1
     );
+}
+
+#[test]
+fn a_download_that_does_not_match_its_pin_is_named_by_component_and_installs_nothing() {
+    let t = Test::new();
+    let server = TestServer::start();
+    let m = mirror::build(t.temp(), "amd64", &|p| p);
+    m.serve_as_upstream(&server);
+    // crictl's pin no longer matches what the server sends.
+    let crictl = &m
+        .files
+        .iter()
+        .find(|(p, _)| p.contains("crictl"))
+        .unwrap()
+        .1;
+    let pinned = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(crictl));
+    m.edit_profile(|p| p.replace(&pinned, &"0".repeat(64)));
+    let out = t.temp().join("out");
+    build_fixed(&t, &m.profile, "amd64", &out)
+        .args(["--payload", "fetch", "--no-iso", "--quiet"])
+        .run()
+        .success();
+    let ud = fs_err::read_to_string(out.join("amd64/worker0/user-data")).unwrap();
+    let root = t.temp().join("root");
+    let run = run_payload(&payload_part(&first_boot_script(&ud)), &root);
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains(&format!(
+            "imagegen: DIGEST MISMATCH for crictl from {}/github.com/kubernetes-sigs/",
+            server.base()
+        )),
+        "{err}"
+    );
+    assert!(!root.join("usr/local/bin/crictl").exists());
 }

@@ -48,6 +48,10 @@ pub enum Field {
     KubernetesVersion,
     Url(usize),
     SpecVersion,
+    // One word of a closed set: the profile holding it is its own reference.
+    Addressing,
+    Cni,
+    Role(usize),
     // Parsed before use.
     PodCidr,
     ServiceCidr,
@@ -90,6 +94,9 @@ impl Field {
                 | Field::KubernetesVersion
                 | Field::Url(_)
                 | Field::SpecVersion
+                | Field::Addressing
+                | Field::Cni
+                | Field::Role(_)
         )
     }
 }
@@ -128,6 +135,9 @@ fn slot(v: &mut Value, field: Field) -> &mut Value {
         Field::NodeName(i) => &mut v["nodes"][i]["name"],
         Field::NodeMac(i) => &mut v["nodes"][i]["mac"],
         Field::NodeAddress(i) => &mut v["nodes"][i]["address"],
+        Field::Role(i) => &mut v["nodes"][i]["role"],
+        Field::Addressing => &mut v["cluster"]["addressing"],
+        Field::Cni => &mut v["cluster"]["cni"],
         Field::ClusterDomain => &mut v["cluster"]["cluster_domain"],
         Field::HostDomain => &mut v["cluster"]["host_domain"],
         Field::ApiEndpoint => &mut v["cluster"]["api_endpoint"],
@@ -184,6 +194,7 @@ pub fn marker(case: &Case, field: Field, value: &str) -> (String, Vec<(String, S
         Field::Version(i) => one(&format!("7.7.7-qx7v{}", (b'a' + i as u8) as char)),
         Field::KubernetesVersion => one("7.7.7-qx7vk"),
         Field::SpecVersion => one("7.77.777"),
+        Field::Addressing | Field::Cni | Field::Role(_) => (value.to_string(), Vec::new()),
         Field::ApiEndpoint => {
             // The same port (it decides kube-apiserver's flags) and the same kind of host: an
             // address is not added to /etc/hosts, a name is unless it is one of the API's own
@@ -323,6 +334,9 @@ pub fn every_field() -> Vec<Field> {
         Field::HostNetwork,
         Field::Gateway,
         Field::Dns,
+        Field::Addressing,
+        Field::Cni,
+        Field::Role(4),
         Field::NodeName(1),
         Field::NodeName(4),
         Field::NodeMac(4),
@@ -364,6 +378,9 @@ fn plausible(field: Field) -> BoxedStrategy<String> {
         Field::Version(_) | Field::KubernetesVersion => re("[0-9][A-Za-z0-9.+_-]{0,12}"),
         Field::Url(_) => re("https?://[a-z0-9][a-z0-9.-]{0,10}(:[0-9]{1,5})?/[A-Za-z0-9._~:/?=@+,-]{0,16}(%[0-9A-F]{2})?\\{version\\}/[A-Za-z0-9._-]{1,8}\\{arch\\}[a-z.]{0,5}"),
         Field::SpecVersion => re("[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}"),
+        Field::Addressing => re("(dhcp|static|Static|DHCP)"),
+        Field::Cni => re("(bridge|cilium|Cilium)"),
+        Field::Role(_) => re("(gateway|control|worker|Worker)"),
         Field::PodCidr => fitting("10\\.(0|16|64)\\.0\\.0/1[0-6]"),
         Field::ServiceCidr => fitting("10\\.32\\.0\\.0/(1[0-9]|2[0-4])"),
         Field::HostNetwork => fitting("192\\.168\\.(0\\.0/2[0-3]|1\\.0/2[0-4])"),
@@ -419,6 +436,9 @@ pub fn exact_field() -> BoxedStrategy<Field> {
         Just(Field::KubernetesVersion),
         (0..COMPONENTS.len()).prop_map(Field::Url),
         Just(Field::SpecVersion),
+        Just(Field::Addressing),
+        Just(Field::Cni),
+        (0..7usize).prop_map(Field::Role),
     ]
     .boxed()
 }

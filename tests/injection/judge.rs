@@ -27,9 +27,17 @@ for line in sys.stdin:
 "#;
 
 struct PyYaml {
-    _child: Child,
-    stdin: ChildStdin,
+    child: Child,
+    stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
+}
+
+impl Drop for PyYaml {
+    /// python3 ends when its input does; waited for, so nothing outlives the test thread.
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
 }
 
 type Parsed = Result<serde_json::Value, String>;
@@ -91,15 +99,16 @@ fn parse_now(docs: &[(&str, bool)]) -> Vec<Parsed> {
                 .spawn()
                 .expect("python3 is needed (with PyYAML: pip install pyyaml)");
             PyYaml {
-                stdin: child.stdin.take().unwrap(),
+                stdin: child.stdin.take(),
                 stdout: BufReader::new(child.stdout.take().unwrap()),
-                _child: child,
+                child,
             }
         });
         let mut line = serde_json::to_string(docs).unwrap();
         line.push('\n');
-        py.stdin.write_all(line.as_bytes()).unwrap();
-        py.stdin.flush().unwrap();
+        let stdin = py.stdin.as_mut().unwrap();
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.flush().unwrap();
         let mut reply = String::new();
         py.stdout.read_line(&mut reply).unwrap();
         let parsed: Vec<serde_json::Value> = serde_json::from_str(&reply)

@@ -1,6 +1,7 @@
 //! Checks across sections: the names that end up in one DNS (the API endpoint's host against
-//! the nodes and the host), the length of the names the cluster forms from the domains, and the
-//! DHCP range the host derives from the gateway, the nodes and the virtual IP.
+//! the nodes and the host), the one gateway node that owns the virtual IP, the length of the
+//! names the cluster forms from the domains, and the DHCP range the host derives from the
+//! gateway, the nodes and the virtual IP.
 
 use std::net::Ipv4Addr;
 
@@ -9,10 +10,11 @@ use super::grammar::shown;
 use super::Checker;
 use crate::profile::file::ProfileFile;
 use crate::profile::reserved::reserved;
-use crate::profile::{dhcp_range, Role, HOST_NAME};
+use crate::profile::{dhcp_range, Role, API_NAME, HOST_NAME};
 
 pub(super) fn check(c: &mut Checker, raw: &ProfileFile, r: &Ranges) {
     api_host(c, raw, r);
+    gateways(c, raw, r);
     name_lengths(c, raw);
     dhcp(c, raw, r);
 }
@@ -71,6 +73,38 @@ fn api_host(c: &mut Checker, raw: &ProfileFile, r: &Ranges) {
                 format!("API host {host} is the name of nodes[{i}], which resolves to that node, not to the virtual IP; expected a name of the virtual IP, like kubernetes"),
             );
         }
+    }
+}
+
+/// One machine owns the virtual IP: the gateway node puts it on its NIC and answers ARP for it.
+/// Two would fight over it; none, with control nodes behind an API name of the VIP, leaves the
+/// kubelets nothing to talk to.
+fn gateways(c: &mut Checker, raw: &ProfileFile, r: &Ranges) {
+    let gateways: Vec<usize> = (0..raw.nodes.len())
+        .filter(|&i| raw.nodes[i].role == Role::Gateway)
+        .collect();
+    for &i in gateways.iter().skip(1) {
+        c.at(
+            &raw.nodes[i].name,
+            format!("nodes[{i}].role"),
+            format!(
+                "a second gateway node (the first is nodes[{}]): each would put the virtual IP on its NIC; expected at most one",
+                gateways[0]
+            ),
+        );
+    }
+    let has_control = raw.nodes.iter().any(|n| n.role == Role::Control);
+    let domain = &raw.cluster.host_domain.value;
+    let via_vip = r.api.as_ref().is_some_and(|(host, _)| {
+        host == API_NAME
+            || *host == format!("{API_NAME}.{domain}")
+            || r.api_vip.is_some_and(|vip| *host == vip.to_string())
+    });
+    if gateways.is_empty() && has_control && via_vip {
+        c.unplaced(
+            "nodes",
+            "no gateway node: the API endpoint names the virtual IP, which only the gateway node owns and balances over the control nodes; add a node with role gateway",
+        );
     }
 }
 

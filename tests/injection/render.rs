@@ -10,7 +10,7 @@ use imagegen::host::{self, HostKind, HostNet, SetupAction, SetupOptions};
 use imagegen::launch::{self, LaunchInputs};
 use imagegen::payload::{self, PayloadKind, RolePayload};
 use imagegen::pki::{self, PkiMode};
-use imagegen::plan;
+use imagegen::plan::{self, Plan};
 use imagegen::profile::{self, Arch, ProfileError, Role};
 use imagegen::seed::{self, SeedInputs, Templates};
 
@@ -136,8 +136,15 @@ pub fn render(text: &str, o: Options, pki_dir: &Utf8Path) -> Result<Vec<Output>,
     } else {
         BTreeSet::new()
     };
+    outs.extend(host_and_launchers(&plan, &payload_roles));
+    Ok(outs)
+}
+
+/// For both kinds of host: the host files, `host-setup`'s files and commands, the launchers.
+fn host_and_launchers(plan: &Plan, payload_roles: &BTreeSet<Role>) -> Vec<Output> {
+    let mut outs = Vec::new();
     for kind in [HostKind::Linux, HostKind::MacOs] {
-        let net = HostNet::new(&plan, kind);
+        let net = HostNet::new(plan, kind);
         let k = format!("{kind}");
         for f in host::files(&net) {
             let kind = if f.name.ends_with(".sh") {
@@ -161,10 +168,10 @@ pub fn render(text: &str, o: Options, pki_dir: &Utf8Path) -> Result<Vec<Output>,
             .as_ref()
             .expect("the built-in profile pins a base image");
         let files = launch::files(&LaunchInputs {
-            plan: &plan,
+            plan,
             host: &net,
             base_image: base,
-            payload_roles: &payload_roles,
+            payload_roles,
         })
         .unwrap();
         for f in files {
@@ -178,7 +185,7 @@ pub fn render(text: &str, o: Options, pki_dir: &Utf8Path) -> Result<Vec<Output>,
             outs.push(out(format!("{k}/launch/{}", f.name), kind, f.content));
         }
     }
-    Ok(outs)
+    outs
 }
 
 /// `host-setup --print` cut at its `## ` headers: each file it would write, by its path, each

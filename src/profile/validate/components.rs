@@ -227,49 +227,58 @@ fn check_spec_version(c: &mut Checker, sv: &S<String>) {
 /// shell or a config file (`grammar::is_url_char`), with `%` only as a percent-escape, and a
 /// host and a file name once the placeholders are filled.
 fn check_url_template(c: &mut Checker, url: &S<String>, key: &str) {
-    let u = &url.value;
-    if !(u.starts_with("https://") || u.starts_with("http://")) {
-        c.at(
-            url,
-            key,
-            format!("expected an http(s) URL template, got `{}`", shown(u)),
-        );
+    if let Some(problem) = url_text_problem(&url.value) {
+        c.at(url, key, problem);
         return;
+    }
+    let problems = placeholder_problems(&url.value);
+    let shape_known = problems.is_empty();
+    for p in problems {
+        c.at(url, key, p);
+    }
+    if shape_known {
+        check_url_shape(c, url, key);
+    }
+}
+
+/// What is wrong with the text of a URL template: its scheme, its length, a character it may
+/// not hold, a `%` that starts no escape.
+fn url_text_problem(u: &str) -> Option<String> {
+    if !(u.starts_with("https://") || u.starts_with("http://")) {
+        return Some(format!(
+            "expected an http(s) URL template, got `{}`",
+            shown(u)
+        ));
     }
     if u.split_once("://")
         .is_some_and(|(_, rest)| rest.starts_with('/'))
     {
-        c.at(url, key, "the URL names no host");
-        return;
+        return Some("the URL names no host".into());
     }
     if u.len() > MAX_URL {
-        c.at(
-            url,
-            key,
-            format!("URL is {} characters long; at most {MAX_URL}", u.len()),
-        );
-        return;
+        return Some(format!(
+            "URL is {} characters long; at most {MAX_URL}",
+            u.len()
+        ));
     }
-    let mut bad: Vec<char> = u
+    let mut bad: Vec<char> = Vec::new();
+    for ch in u
         .chars()
         .filter(|&ch| !is_url_char(ch) && ch != '{' && ch != '}')
-        .collect();
-    bad.dedup();
+    {
+        if !bad.contains(&ch) {
+            bad.push(ch);
+        }
+    }
     if !bad.is_empty() {
         let listed: String = bad
             .iter()
             .take(8)
             .map(|ch| format!("`{}` ", shown(&ch.to_string())))
             .collect();
-        c.at(
-            url,
-            key,
-            format!(
-                "URL contains {}which a URL template may not hold (allowed: ASCII letters, digits, `-._~:/?=@+,`, `%` before two hex digits, and the placeholders)",
-                listed
-            ),
-        );
-        return;
+        return Some(format!(
+            "URL contains {listed}which a URL template may not hold (allowed: ASCII letters, digits, `-._~:/?=@+,`, `%` before two hex digits, and the placeholders)"
+        ));
     }
     let bytes = u.as_bytes();
     let bad_escape = bytes.iter().enumerate().any(|(i, &b)| {
@@ -277,52 +286,38 @@ fn check_url_template(c: &mut Checker, url: &S<String>, key: &str) {
             && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
                 && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
     });
-    if bad_escape {
-        c.at(
-            url,
-            key,
-            "`%` in a URL must start a percent-escape like %2B",
-        );
-        return;
-    }
-    let mut rest = u.as_str();
-    let mut placeholders_ok = true;
+    bad_escape.then(|| "`%` in a URL must start a percent-escape like %2B".into())
+}
+
+/// Every `{...}` is a known placeholder and every brace is matched; the URL names a file.
+fn placeholder_problems(u: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut rest = u;
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
         let Some(close) = after.find('}') else {
-            c.at(url, key, "unclosed `{` in URL template");
-            return;
+            return vec!["unclosed `{` in URL template".into()];
         };
         let name = &after[..close];
         if !URL_PLACEHOLDERS.contains(&name) {
-            placeholders_ok = false;
-            c.at(
-                url,
-                key,
-                format!(
-                    "unknown placeholder `{{{}}}` (known: {})",
-                    shown(name),
-                    URL_PLACEHOLDERS
-                        .iter()
-                        .map(|p| format!("{{{p}}}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
+            problems.push(format!(
+                "unknown placeholder `{{{}}}` (known: {})",
+                shown(name),
+                URL_PLACEHOLDERS
+                    .iter()
+                    .map(|p| format!("{{{p}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         rest = &after[close + 1..];
     }
     if rest.contains('}') {
-        c.at(url, key, "unmatched `}` in URL template");
-        return;
+        problems.push("unmatched `}` in URL template".into());
+    } else if u.ends_with('/') {
+        problems.push("URL must name a file, not end with `/`".into());
     }
-    if u.ends_with('/') {
-        c.at(url, key, "URL must name a file, not end with `/`");
-        return;
-    }
-    if placeholders_ok {
-        check_url_shape(c, url, key);
-    }
+    problems
 }
 
 /// With the placeholders filled (a valid version has no character that changes a URL's

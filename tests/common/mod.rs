@@ -15,7 +15,7 @@ pub mod vfat;
 pub mod vm;
 
 #[allow(unused_imports)]
-pub use test::{Output, Running, Test};
+pub use test::{Output, Running, Test, TESTER_ENV};
 
 /// The repository root.
 pub fn root() -> &'static Path {
@@ -40,6 +40,9 @@ pub fn imagegen() -> Command {
     // Builds must not depend on the tester's own keys or cache.
     c.env("HOME", root().join("tests/fixtures/home-does-not-exist"));
     c.env_remove("SOURCE_DATE_EPOCH");
+    for var in TESTER_ENV {
+        c.env_remove(var);
+    }
     c
 }
 

@@ -116,10 +116,7 @@ pub(super) fn validate(raw: ProfileFile, file: &str) -> Result<Profile, ProfileE
                 c.unplaced("", "internal error: a validated value is missing");
             }
             c.problems.sort_by_key(|p| (p.line == 0, p.line, p.column));
-            Err(ProfileError {
-                file: file.to_string(),
-                problems: c.problems,
-            })
+            Err(ProfileError::new(file, c.problems))
         }
     }
 }

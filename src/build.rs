@@ -52,6 +52,9 @@ pub struct BuildOptions {
     /// Public key lines for `ssh_authorized_keys`.
     pub ssh_keys: Vec<String>,
     pub payload: PayloadKind,
+    /// With the fetch payload: the mirror (upstream layout) the nodes download from instead of
+    /// the profile's URLs.
+    pub node_mirror: Option<String>,
     /// Write `seed.iso` per VM (and `payload-<role>.iso` for the shared payload).
     pub iso: bool,
     /// How artifacts are resolved (unused with the fetch payload, where nodes download).
@@ -149,7 +152,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
             .map_or_else(|| opts.out.join("pki"), Clone::clone)
     ));
     let pki = prepare_pki(&plan, &opts.out, opts.pki.as_deref())?;
-    let payloads = role_payloads(&plan, opts.payload, &overlays);
+    let payloads = role_payloads(&plan, &profile, opts, &overlays)?;
     say(&format!(
         "seeds: {} VMs ({} payload)",
         plan.vms.len(),
@@ -403,21 +406,24 @@ fn prepare_pki(plan: &Plan, out: &Utf8Path, provided: Option<&Utf8Path>) -> anyh
 /// How each role's nodes get their binaries.
 fn role_payloads(
     plan: &Plan,
-    kind: PayloadKind,
+    profile: &profile::Profile,
+    opts: &BuildOptions,
     overlays: &Overlays,
-) -> BTreeMap<Role, RolePayload> {
+) -> anyhow::Result<BTreeMap<Role, RolePayload>> {
     plan.roles
         .iter()
         .map(|role| {
-            let p = match (kind.packed(), overlays.get(&role.role)) {
-                (None, _) => payload::fetch(plan, role),
+            let p = match (opts.payload.packed(), overlays.get(&role.role)) {
+                (None, _) => {
+                    payload::fetch(plan, role, &profile.first_boot, opts.node_mirror.as_deref())?
+                }
                 (Some(packed), Some(ov)) => {
                     payload::packed(packed, role.role, ov.archive_sha256.hex())
                 }
                 // A role that installs nothing has no overlay.
                 (Some(_), None) => RolePayload::None,
             };
-            (role.role, p)
+            Ok((role.role, p))
         })
         .collect()
 }

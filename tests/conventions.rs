@@ -17,6 +17,7 @@ fn commands() -> Vec<Vec<&'static str>> {
         "host-setup",
         "launch",
         "pki",
+        "pin",
         "completions",
         "man",
     ]
@@ -396,7 +397,7 @@ fn flags_come_from_the_environment_and_the_help_says_which() {
     );
     assert!(t.temp().join("elsewhere/pki/worker11.pem").is_file());
 
-    // IMAGEGEN_OFFLINE=1 with IMAGEGEN_MIRROR of two mirrors, space-separated: the first does
+    // IMAGEGEN_OFFLINE=1 with IMAGEGEN_MIRROR of two mirrors, comma-separated: the first does
     // not exist, the second has every file.
     let m = mirror::build(t.temp(), "amd64", &|p| p);
     let out = t
@@ -406,7 +407,7 @@ fn flags_come_from_the_environment_and_the_help_says_which() {
         .env("IMAGEGEN_OFFLINE", "1")
         .env(
             "IMAGEGEN_MIRROR",
-            format!("file:///nonexistent-mirror {}", m.file_url()),
+            format!("file:///nonexistent-mirror,{}", m.file_url()),
         )
         .env("IMAGEGEN_JOBS", "2")
         .run()

@@ -8,7 +8,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use super::inputs::{self, epoch_from_env};
 use super::output::{self, print, println, Level};
 use super::{
-    arch, mirror_list, BuildArgs, FetchArgs, HostSetupArgs, LaunchArgs, PkiArgs, PlanArgs,
+    arch, BuildArgs, FetchArgs, HostSetupArgs, LaunchArgs, PinArchArg, PinArgs, PkiArgs, PlanArgs,
 };
 use crate::build::{self, BuildOptions, BuildReport};
 use crate::host::{self, HostKind, HostNet, SetupAction, SetupOptions};
@@ -20,13 +20,15 @@ use crate::resolve::{self, Origin};
 
 pub(super) fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     super::interrupt::install();
+    check_payload_mirrors(&a)?;
+    let arch = a.common.arch()?;
+    let mut resolve = a.resolve.options(&a.common, arch)?;
+    resolve.suggest_payload_fetch = true;
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let (ssh_keys, warning) = inputs::ssh_keys(&a.ssh_keys, home.as_deref())?;
     if let Some(w) = warning {
         output::warn(&w);
     }
-    let arch = a.common.arch()?;
-    let resolve = a.resolve.options(&a.common, arch)?;
     let opts = BuildOptions {
         profile: a.common.profile,
         arch,
@@ -35,6 +37,7 @@ pub(super) fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         templates: a.templates,
         ssh_keys,
         payload: a.payload.into(),
+        node_mirror: a.node_mirror,
         iso: !a.no_iso,
         resolve,
         epoch: epoch_from_env()?,
@@ -43,6 +46,26 @@ pub(super) fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     let report = build::build(&opts)?;
     println(&summary(&report, &a.out))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--mirror` is this machine's and `--node-mirror` the nodes': each only where it is used.
+fn check_payload_mirrors(a: &BuildArgs) -> anyhow::Result<()> {
+    let fetch = matches!(a.payload, super::PayloadArg::Fetch);
+    if let (true, Some(m)) = (fetch, a.resolve.mirrors.first()) {
+        anyhow::bail!(
+            "--mirror {m} is where this machine downloads from, and with --payload fetch it \
+             downloads nothing: the nodes do, from the profile's URLs, or from --node-mirror URL \
+             (an http(s) mirror in the same layout that they can reach)"
+        );
+    }
+    if let (false, Some(m)) = (fetch, &a.node_mirror) {
+        anyhow::bail!(
+            "--node-mirror {m} is where nodes download from with --payload fetch; with --payload \
+             embed or shared their binaries come with the seed (use --mirror for this machine's \
+             downloads)"
+        );
+    }
+    Ok(())
 }
 
 /// The summary printed after a build.
@@ -197,6 +220,47 @@ pub(super) fn profile_show() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `pin COMPONENT VERSION`: rewrites the profile and prints what changed; `pin --check`: lists
+/// newer releases, exit 1 when some could not be looked up.
+pub(super) fn pin(a: &PinArgs) -> anyhow::Result<ExitCode> {
+    // No `imagegen fetch` gets the files of a version the profile does not pin yet.
+    let resolve = a.resolve.options_with_hint(String::new())?;
+    if a.check {
+        let prof = profile::load(a.profile.as_deref())?;
+        let report = crate::pin::check(&prof, &resolve);
+        print(&report.text)?;
+        return Ok(if report.unreachable > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let (Some(component), Some(version)) = (&a.component, &a.version) else {
+        anyhow::bail!("pin needs COMPONENT and VERSION, or --check");
+    };
+    let Some(profile) = a.profile.clone() else {
+        anyhow::bail!(
+            "pin rewrites a profile file: give it with --profile FILE (start from the built-in \
+             one with `imagegen profile show > my-cluster.yaml`)"
+        );
+    };
+    let report = crate::pin::pin(&crate::pin::PinOptions {
+        profile,
+        component: component.clone(),
+        version: version.clone(),
+        archs: a.arch.map(|x| match x {
+            PinArchArg::Arm64 => vec![Arch::Arm64],
+            PinArchArg::Amd64 => vec![Arch::Amd64],
+            PinArchArg::All => vec![Arch::Arm64, Arch::Amd64],
+        }),
+        trust_sums: a.trust_sums,
+        dry_run: a.dry_run,
+        resolve,
+    })?;
+    println(&report)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Creates or completes OUT/pki and prints the names of the files it created (never their
 /// content).
 pub(super) fn pki(a: &PkiArgs) -> anyhow::Result<ExitCode> {
@@ -272,13 +336,14 @@ pub(super) fn launch(a: LaunchArgs) -> anyhow::Result<ExitCode> {
     } else {
         Action::Start
     };
+    resolve::check_offline(&a.mirrors, a.offline)?;
     launch::launch(&LaunchOptions {
         out: a.out,
         arch,
         target: a.target,
         action,
         cache: a.cache.map(Utf8PathBuf::into_std_path_buf),
-        mirrors: mirror_list(&a.mirrors),
+        mirrors: a.mirrors.clone(),
         offline: a.offline,
         quiet: output::level() == Level::Quiet,
     })?;

@@ -103,6 +103,12 @@ enum Command {
         after_help = "Example:\n  sudo imagegen launch all            # every VM, in the profile's order\n  imagegen launch worker0 --dry-run    # the disk and QEMU commands a start runs\n  imagegen launch all --status\n  sudo imagegen launch all --stop\n\nEnvironment (read by the scripts): IMAGEGEN_LAUNCH_NIC, IMAGEGEN_LAUNCH_BASE_IMAGE,\nIMAGEGEN_LAUNCH_ACCEL, IMAGEGEN_LAUNCH_FIRMWARE, IMAGEGEN_LAUNCH_LEASES (see OUT/ARCH/launch/common.sh)"
     )]
     Launch(LaunchArgs),
+    /// Move a component of a profile to another version with its published digests, or list
+    /// newer releases (--check)
+    #[command(
+        after_help = "Example:\n  imagegen pin containerd 1.7.22 --profile profiles/my-cluster.yaml\n  imagegen pin kubernetes 1.31.4 --profile my.yaml --dry-run   # node and server tarballs\n  imagegen pin --check --profile my.yaml\n\nThe digests come from the checksum files each project publishes beside its release files\n(.sha256sum, .sha256/.sha512, runc.sha256sum, SHA256SUMS); each file is downloaded into the\ncache and checked against them unless --trust-sums. Only the version, digest and size values\nof the profile change; its comments and layout stay."
+    )]
+    Pin(PinArgs),
     /// Create or complete the cluster's PKI in OUT/pki (what build does when it has none)
     #[command(
         after_help = "Example:\n  imagegen pki                      # out/pki for the built-in profile\n  imagegen pki --profile profiles/my-cluster.yaml --out /tmp/seeds"
@@ -126,6 +132,41 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<Utf8PathBuf>,
     },
+}
+
+#[derive(Args)]
+struct PinArgs {
+    /// The component: containerd, runc, crictl, cni-plugins, etcd, base-image, or kubernetes
+    /// (kubernetes-node and kubernetes-server, one release)
+    #[arg(required_unless_present = "check")]
+    component: Option<String>,
+    /// The version to pin (1.7.22 or v1.7.22)
+    #[arg(required_unless_present = "check")]
+    version: Option<String>,
+    /// The profile file, rewritten in place [--check: default the built-in kthw-1.31]
+    #[arg(long, value_name = "FILE")]
+    profile: Option<Utf8PathBuf>,
+    /// Architectures to pin [default: those the component pins now]
+    #[arg(long, value_enum)]
+    arch: Option<PinArchArg>,
+    /// Take the published checksums without downloading the files to check them
+    #[arg(long)]
+    trust_sums: bool,
+    /// Show what would change; write nothing to the profile
+    #[arg(long)]
+    dry_run: bool,
+    /// List the components that have newer upstream releases
+    #[arg(long, conflicts_with_all = ["component", "version", "arch", "trust_sums", "dry_run"])]
+    check: bool,
+    #[command(flatten)]
+    resolve: ResolveArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PinArchArg {
+    Arm64,
+    Amd64,
+    All,
 }
 
 #[derive(Args)]
@@ -264,13 +305,14 @@ struct LaunchArgs {
     /// Cache to fetch the base image into [default: the cache the build used]
     #[arg(long, env = "IMAGEGEN_CACHE", value_name = "DIR")]
     cache: Option<Utf8PathBuf>,
-    /// Mirror with the upstream host/path layout, tried before upstream (repeatable, in order;
-    /// IMAGEGEN_MIRROR: comma- or space-separated)
+    /// Mirror in the upstream host/path layout (http://, https://, file:// or a directory),
+    /// tried before upstream (repeatable, in order; IMAGEGEN_MIRROR: comma-separated)
     #[arg(
         long = "mirror",
         env = "IMAGEGEN_MIRROR",
-        value_name = "URL",
-        value_delimiter = ','
+        value_name = "URL|DIR",
+        value_delimiter = ',',
+        value_parser = crate::resolve::parse_mirror
     )]
     mirrors: Vec<String>,
     /// Never use the network for the base image
@@ -318,16 +360,20 @@ struct ResolveArgs {
     /// Cache directory [default: $XDG_CACHE_HOME/imagegen or the platform cache dir]
     #[arg(long, env = "IMAGEGEN_CACHE", value_name = "DIR")]
     cache: Option<Utf8PathBuf>,
-    /// Mirror with the upstream host/path layout, tried before upstream (repeatable, in order;
-    /// IMAGEGEN_MIRROR: comma- or space-separated)
+    /// Mirror in the upstream host/path layout, tried before upstream (repeatable, in order;
+    /// IMAGEGEN_MIRROR: comma-separated): an http://, https:// or file:// URL, or a directory,
+    /// holding e.g. URL/dl.k8s.io/v1.31.0/kubernetes-node-linux-arm64.tar.gz. For this
+    /// machine's downloads only: with --payload fetch the nodes download (see --node-mirror)
     #[arg(
         long = "mirror",
         env = "IMAGEGEN_MIRROR",
-        value_name = "URL",
-        value_delimiter = ','
+        value_name = "URL|DIR",
+        value_delimiter = ',',
+        value_parser = crate::resolve::parse_mirror
     )]
     mirrors: Vec<String>,
-    /// Never use the network; fail listing what the cache lacks
+    /// Never use the network (a mirror must then be a directory or file:// URL); fail listing
+    /// what the cache lacks
     #[arg(long, env = "IMAGEGEN_OFFLINE", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
     offline: bool,
     /// Connections at once, shared by all downloads
@@ -338,41 +384,45 @@ struct ResolveArgs {
     max_download_size: u64,
 }
 
-/// The mirrors of `--mirror` (split at commas by clap) and of `IMAGEGEN_MIRROR`, which may
-/// also separate them with spaces.
-fn mirror_list(given: &[String]) -> Vec<String> {
-    given
-        .iter()
-        .flat_map(|m| m.split_whitespace())
-        .map(String::from)
-        .collect()
+/// Whether `value` came from its flag rather than from `var` in the environment: a hint names
+/// the flags of this run that `fetch` needs too, and a value from the environment is there for
+/// that `fetch` as well.
+fn given_as_flag(value: &Utf8PathBuf, var: &str) -> bool {
+    std::env::var_os(var).is_none_or(|v| v != value.as_os_str())
 }
 
 impl ResolveArgs {
     fn options(&self, common: &Common, arch: Arch) -> anyhow::Result<ResolveOptions> {
-        let mut o = ResolveOptions::new(inputs::cache_dir(self.cache.as_deref())?);
-        o.mirrors = mirror_list(&self.mirrors);
-        o.offline = self.offline;
-        o.jobs = self.jobs.max(1);
-        o.max_download_size = self.max_download_size;
-        o.progress = output::level().progress();
-        // The flags of this run that `fetch` needs too; a value from the environment is
-        // there for that `fetch` as well.
-        let given = |value: &Utf8PathBuf, var: &str| {
-            std::env::var_os(var).is_none_or(|v| v != value.as_os_str())
-        };
         let mut hint = format!("--arch {arch}");
         if let Some(p) = common
             .profile
             .as_ref()
-            .filter(|p| given(p, "IMAGEGEN_PROFILE"))
+            .filter(|p| given_as_flag(p, "IMAGEGEN_PROFILE"))
         {
             hint.push_str(&format!(" --profile {p}"));
         }
-        if let Some(c) = self.cache.as_ref().filter(|c| given(c, "IMAGEGEN_CACHE")) {
+        self.options_with_hint(hint)
+    }
+
+    /// The options, with `hint` the arguments of an `imagegen fetch` that would fill the cache
+    /// (empty: suggest none).
+    fn options_with_hint(&self, mut hint: String) -> anyhow::Result<ResolveOptions> {
+        let mut o = ResolveOptions::new(inputs::cache_dir(self.cache.as_deref())?);
+        o.mirrors = self.mirrors.clone();
+        o.offline = self.offline;
+        o.jobs = self.jobs.max(1);
+        o.max_download_size = self.max_download_size;
+        o.progress = output::level().progress();
+        if let (false, Some(c)) = (
+            hint.is_empty(),
+            self.cache
+                .as_ref()
+                .filter(|c| given_as_flag(c, "IMAGEGEN_CACHE")),
+        ) {
             hint.push_str(&format!(" --cache {c}"));
         }
         o.fetch_hint = hint;
+        crate::resolve::check_offline(&o.mirrors, o.offline)?;
         Ok(o)
     }
 }
@@ -420,6 +470,11 @@ struct BuildArgs {
     /// How nodes get their binaries
     #[arg(long, value_enum, default_value = "embed")]
     payload: PayloadArg,
+    /// With --payload fetch: the nodes download from this http(s) mirror in the upstream
+    /// host/path layout (URL/github.com/...) instead of the profile's URLs (kubespray's
+    /// files_repo). --mirror is this machine's, not the nodes'
+    #[arg(long, value_name = "URL", value_parser = crate::resolve::parse_node_mirror)]
+    node_mirror: Option<String>,
     /// Do not write ISOs (seed directories only)
     #[arg(long)]
     no_iso: bool,
@@ -492,6 +547,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Profile(ProfileCommand::Check { files }) => commands::profile_check(&files),
         Command::Profile(ProfileCommand::Show) => commands::profile_show(),
         Command::Pki(a) => commands::pki(&a),
+        Command::Pin(a) => commands::pin(&a),
         Command::HostSetup(a) => commands::host_setup(&a),
         Command::Launch(a) => commands::launch(a),
         Command::Completions { shell } => manuals::completions(shell),

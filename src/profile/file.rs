@@ -25,6 +25,8 @@ pub(super) struct ProfileFile {
     pub components: ComponentsFile,
     #[serde(default)]
     pub resources: ResourcesFile,
+    #[serde(default)]
+    pub first_boot: FirstBootFile,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,4 +141,13 @@ pub(super) struct RoleResourcesFile {
     pub cpus: Option<S<u32>>,
     pub memory: Option<S<String>>,
     pub disk: Option<S<String>>,
+}
+
+/// `first_boot`: how the first-boot script of a `--payload fetch` node downloads. A key left
+/// out takes its default (`validate` fills them in).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct FirstBootFile {
+    pub fetch_attempts: Option<S<u32>>,
+    pub fetch_backoff_seconds: Option<S<u32>>,
 }

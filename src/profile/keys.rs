@@ -7,8 +7,8 @@ use serde::de::{self, Deserialize, Visitor};
 
 use super::error::Problem;
 use super::file::{
-    ClusterFile, CniComponentFile, ComponentFile, ComponentsFile, NodeFile, ProfileFile,
-    ResourcesFile, RoleResourcesFile,
+    ClusterFile, CniComponentFile, ComponentFile, ComponentsFile, FirstBootFile, NodeFile,
+    ProfileFile, ResourcesFile, RoleResourcesFile,
 };
 use super::source::{dotted, Segment, Spans};
 
@@ -116,6 +116,7 @@ fn known_keys(path: &[Segment]) -> Option<&'static [&'static str]> {
         (2, Some("components"), Some(_)) => fields::<ComponentFile>(),
         (1, Some("resources"), _) => fields::<ResourcesFile>(),
         (2, Some("resources"), Some(_)) => fields::<RoleResourcesFile>(),
+        (1, Some("first_boot"), _) => fields::<FirstBootFile>(),
         _ => return None,
     })
 }
@@ -179,6 +180,56 @@ mod tests {
         assert!(fields::<ComponentsFile>().contains(&"cni-plugins"));
         assert!(fields::<NodeFile>().contains(&"mac"));
         assert_eq!(fields::<RoleResourcesFile>(), ["cpus", "memory", "disk"]);
+    }
+
+    /// Every mapping of a complete profile (every optional section written out) has its keys
+    /// known here: a section added to file.rs without a line in `known_keys` fails this.
+    #[test]
+    fn every_section_has_its_known_keys() {
+        fn walk(v: &serde_json::Value, path: &mut Vec<Segment>) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    // Maps keyed by architecture hold data, not keys of the format.
+                    let by_arch = matches!(path.last(), Some(Segment::Key(k)) if k == "digests" || k == "sizes");
+                    if !by_arch {
+                        let known = known_keys(path)
+                            .unwrap_or_else(|| panic!("no known keys for `{}`", dotted(path)));
+                        for k in map.keys() {
+                            assert!(
+                                known.contains(&k.as_str()),
+                                "`{k}` not known at `{}`",
+                                dotted(path)
+                            );
+                        }
+                    }
+                    for (k, v) in map {
+                        path.push(Segment::Key(k.clone()));
+                        walk(v, path);
+                        path.pop();
+                    }
+                }
+                serde_json::Value::Array(items) => {
+                    for (i, v) in items.iter().enumerate() {
+                        path.push(Segment::Index(i));
+                        walk(v, path);
+                        path.pop();
+                    }
+                }
+                _ => {}
+            }
+        }
+        let text = format!(
+            "{}\nfirst_boot: {{ fetch_attempts: 3, fetch_backoff_seconds: 5 }}\n",
+            crate::profile::BUILTIN_YAML
+        );
+        let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        for section in ["cluster", "nodes", "components", "resources", "first_boot"] {
+            assert!(
+                doc.get(section).is_some(),
+                "the test profile lacks `{section}`"
+            );
+        }
+        walk(&doc, &mut Vec::new());
     }
 
     #[test]

@@ -182,6 +182,28 @@ pub struct Profile {
     pub nodes: Vec<Node>,
     pub components: Vec<Component>,
     pub resources: Resources,
+    pub first_boot: FirstBoot,
+}
+
+/// How a node's first-boot script downloads its binaries (`--payload fetch`): each download is
+/// tried `fetch_attempts` times, `fetch_backoff_seconds` apart at first and twice as long after
+/// each failure (at most [`FirstBoot::MAX_BACKOFF_SECONDS`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct FirstBoot {
+    pub fetch_attempts: u32,
+    pub fetch_backoff_seconds: u32,
+}
+
+impl FirstBoot {
+    /// About ten minutes of trying: time for a host's network (DHCP, NAT, a mirror) to come up
+    /// after the VMs did.
+    pub const DEFAULT: FirstBoot = FirstBoot {
+        fetch_attempts: 8,
+        fetch_backoff_seconds: 5,
+    };
+    /// The longest wait between two attempts.
+    pub const MAX_BACKOFF_SECONDS: u32 = 300;
+    pub const MAX_ATTEMPTS: u32 = 100;
 }
 
 #[derive(Clone, Debug, Serialize, JsonSchema)]

@@ -10,6 +10,7 @@ pub mod fs;
 pub mod http;
 pub mod iso;
 pub mod mirror;
+pub mod node;
 pub mod test;
 pub mod vfat;
 pub mod vm;

@@ -1,9 +1,10 @@
 //! The second parsing pass: the meaning of a well-formed profile file. Each section (cluster,
-//! nodes, components, resources) is checked in its own file; every problem is recorded, with the location
+//! nodes, components, resources, first_boot) is checked in its own file; every problem is recorded, with the location
 //! of its value, and reported together, so one run of `profile check` shows them all.
 
 mod cluster;
 mod components;
+mod first_boot;
 mod nodes;
 mod resources;
 
@@ -99,6 +100,7 @@ pub(super) fn validate(raw: ProfileFile, file: &str) -> Result<Profile, ProfileE
     let has_control = raw.nodes.iter().any(|n| n.role == Role::Control);
     let components = components::check(&mut c, &raw.components, raw.cluster.cni, has_control);
     let resources = resources::check(&mut c, &raw.resources);
+    let first_boot = first_boot::check(&mut c, &raw.first_boot);
 
     let cluster = ranges.into_cluster(&raw.cluster, components.cni_spec_version);
     match cluster {
@@ -109,6 +111,7 @@ pub(super) fn validate(raw: ProfileFile, file: &str) -> Result<Profile, ProfileE
             nodes,
             components: components.list,
             resources,
+            first_boot,
         }),
         _ => {
             // Every range is known when no problem was recorded; this is a safety net.

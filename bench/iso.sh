@@ -4,16 +4,17 @@
 #   ISO_CMD   writer command taking the seed-iso CLI (default: imagegen seed-iso from a release build)
 #   BENCH_DIR work directory (default /tmp/iso-bench; the payload is created there once)
 #   RUNS      timed runs per command (default 5)
-# Needs: hyperfine, genisoimage, xorriso, cloud-image-utils, time (apt), python3.
+# Needs: hyperfine, genisoimage, xorriso, cloud-image-utils, dosfstools, mtools, time (apt), python3.
+# The 'small' set also compares FAT seeds (`-f vfat`: ours, and cloud-localds' mkfs.vfat + mcopy).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 if [[ -z ${ISO_CMD:-} ]]; then
   cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-  ISO_CMD="$here/target/release/imagegen seed-iso"
+  ISO_CMD="${CARGO_TARGET_DIR:-$here/target}/release/imagegen seed-iso"
 fi
 dir=${BENCH_DIR:-/tmp/iso-bench}
 runs=${RUNS:-5}
-for t in hyperfine:hyperfine genisoimage:genisoimage xorriso:xorriso cloud-localds:cloud-image-utils /usr/bin/time:time; do
+for t in hyperfine:hyperfine genisoimage:genisoimage xorriso:xorriso cloud-localds:cloud-image-utils mkfs.vfat:dosfstools mcopy:mtools /usr/bin/time:time; do
   command -v "${t%%:*}" >/dev/null || { echo "missing ${t%%:*}: apt-get install ${t#*:}" >&2; exit 1; }
 done
 mkdir -p "$dir/out"
@@ -36,6 +37,8 @@ ours="$ISO_CMD -o $dir/out/\$i.iso --user-data \$s/user-data --meta-data \$s/met
 geniso="genisoimage -quiet -input-charset utf-8 -J -R -V cidata -o $dir/out/\$i.iso \$s/user-data \$s/meta-data \$s/network-config"
 xorr="xorriso -as mkisofs -quiet -J -R -V cidata -o $dir/out/\$i.iso \$s/user-data \$s/meta-data \$s/network-config"
 localds="cloud-localds -N \$s/network-config $dir/out/\$i.iso \$s/user-data \$s/meta-data"
+ours_vfat="$ISO_CMD -f vfat -N \$s/network-config $dir/out/\$i.img \$s/user-data \$s/meta-data"
+localds_vfat="cloud-localds -f vfat -N \$s/network-config $dir/out/\$i.img \$s/user-data \$s/meta-data"
 declare -A full=(
   [ours]=$(loop "$ours $payload")
   [genisoimage]=$(loop "$geniso $payload")
@@ -48,6 +51,8 @@ declare -A small=(
   [genisoimage]=$(loop "$geniso")
   [xorriso]=$(loop "$xorr 2>/dev/null")
   [cloud-localds]=$(loop "$localds")
+  [ours-vfat]=$(loop "$ours_vfat")
+  [localds-vfat]=$(loop "$localds_vfat")
 )
 
 bench() { # name of assoc array, order...
@@ -71,12 +76,14 @@ print(f"{'tool':<14}{'mean s':>9}{'± s':>7}{'ours/this':>11}{'peak RSS MB':>13}
 for n in names:
     r = res[n]
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(f"{d}/{set_}.{n}.time").read()).group(1))
-    print(f"{n:<14}{r['mean']:>9.3f}{r['stddev']:>7.3f}{ours / r['mean']:>11.2f}{rss / 1024:>13.1f}")
+    sd = r["stddev"] or 0.0  # hyperfine gives none for a single run
+    print(f"{n:<14}{r['mean']:>9.3f}{sd:>7.3f}{ours / r['mean']:>11.2f}{rss / 1024:>13.1f}")
 PY
 }
 echo "writer: $ISO_CMD   runs: $runs"
 bench full ours genisoimage xorriso cp dd
-bench small ours genisoimage xorriso cloud-localds
+bench small ours genisoimage xorriso cloud-localds ours-vfat localds-vfat
 echo "(ours/this < 1 means ours is faster; peak RSS is the largest single process of one 7-seed loop)"
 echo "(cloud-localds cannot add extra files, so it appears only in the 'small' set without the payload)"
+echo "(ours checks user-data against cloud-init's schema before writing; the peers write what they are given)"
 rm -rf "$dir/out"

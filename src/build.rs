@@ -52,12 +52,17 @@ pub struct BuildOptions {
     /// Public key lines for `ssh_authorized_keys`.
     pub ssh_keys: Vec<String>,
     pub payload: PayloadKind,
+    /// With the fetch payload: the mirror (upstream layout) the nodes download from instead of
+    /// the profile's URLs.
+    pub node_mirror: Option<String>,
     /// Write `seed.iso` per VM (and `payload-<role>.iso` for the shared payload).
     pub iso: bool,
     /// How artifacts are resolved (unused with the fetch payload, where nodes download).
     pub resolve: ResolveOptions,
     /// Timestamp of every packed file and ISO date (`SOURCE_DATE_EPOCH` or a fixed default).
     pub epoch: u64,
+    /// Say each step on stderr, and where each artifact came from.
+    pub verbose: bool,
 }
 
 /// What a build wrote, for the summary line and for tests.
@@ -118,17 +123,41 @@ type Overlays = BTreeMap<Role, Overlay>;
 
 /// Runs the steps listed in the module docs.
 pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
+    let say = |line: &str| {
+        if opts.verbose {
+            eprintln!("{line}");
+        }
+    };
     let profile = profile::load(opts.profile.as_deref())?;
     let plan = plan::plan(&profile, opts.arch)?;
+    say(&format!(
+        "plan: profile {} ({}) for {}: {} VMs",
+        plan.profile,
+        plan.profile_source,
+        plan.arch,
+        plan.vms.len()
+    ));
     let templates = Templates::load(opts.templates.as_deref())?;
     let staging = Staging::create(&opts.out, opts.arch)?;
+    say(&format!("staging in {}", staging.path().display()));
 
     let overlays = match opts.payload.packed() {
-        Some(_) => stage_overlays(&plan, &opts.resolve, opts.epoch, &staging)?,
+        Some(_) => stage_overlays(&plan, &opts.resolve, opts.epoch, &staging, &say)?,
         None => Overlays::new(),
     };
+    say(&format!(
+        "PKI: {}",
+        opts.pki
+            .as_ref()
+            .map_or_else(|| opts.out.join("pki"), Clone::clone)
+    ));
     let pki = prepare_pki(&plan, &opts.out, opts.pki.as_deref())?;
-    let payloads = role_payloads(&plan, opts.payload, &overlays);
+    let payloads = role_payloads(&plan, &profile, opts, &overlays)?;
+    say(&format!(
+        "seeds: {} VMs ({} payload)",
+        plan.vms.len(),
+        opts.payload
+    ));
     let seeds = SeedInputs {
         plan: &plan,
         pki: &pki,
@@ -142,6 +171,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     if let (PayloadKind::Shared, Some(isos)) = (opts.payload, isos.as_mut()) {
         write_shared_payload_isos(&overlays, isos)?;
     }
+    say("cluster files, host files and launchers");
     let mut outputs = write_cluster_files(&seeds, staging.path())?;
     let launchers = write_host_and_launchers(&plan, opts, &overlays, staging.path(), &mut outputs)?;
     write_manifest(&plan, opts, &overlays, outputs, vms, staging.path())?;
@@ -159,6 +189,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
         isos_reused: isos.as_ref().map_or(0, |i| i.reused),
         launchers,
     };
+    say(&format!("replacing {}", report.arch_dir));
     staging.commit()?;
     Ok(report)
 }
@@ -225,6 +256,7 @@ fn stage_overlays(
     resolve_opts: &ResolveOptions,
     epoch: u64,
     staging: &Staging,
+    say: &dyn Fn(&str),
 ) -> anyhow::Result<Overlays> {
     let roles: Vec<&RolePlan> = plan
         .roles
@@ -235,7 +267,11 @@ fn stage_overlays(
     if roles.is_empty() {
         return Ok(overlays);
     }
+    say(&format!("artifacts: {}", plan.artifacts.len()));
     let resolved = resolve::resolve(&plan.artifacts, resolve_opts)?;
+    for r in &resolved {
+        say(&format!("  {}", r.source_line()));
+    }
     let artifacts = Artifacts {
         paths: resolved
             .iter()
@@ -266,6 +302,15 @@ fn stage_overlays(
             Some((_, twin)) => share_overlay(twin, role.role, staging)?,
             None => stage_role(role, &artifacts, epoch, staging)?,
         };
+        say(&format!(
+            "overlay of {}: {}",
+            role.role,
+            if ov.reused {
+                "unchanged, reused"
+            } else {
+                "packed"
+            }
+        ));
         overlays.insert(role.role, ov);
     }
     Ok(overlays)
@@ -361,21 +406,24 @@ fn prepare_pki(plan: &Plan, out: &Utf8Path, provided: Option<&Utf8Path>) -> anyh
 /// How each role's nodes get their binaries.
 fn role_payloads(
     plan: &Plan,
-    kind: PayloadKind,
+    profile: &profile::Profile,
+    opts: &BuildOptions,
     overlays: &Overlays,
-) -> BTreeMap<Role, RolePayload> {
+) -> anyhow::Result<BTreeMap<Role, RolePayload>> {
     plan.roles
         .iter()
         .map(|role| {
-            let p = match (kind.packed(), overlays.get(&role.role)) {
-                (None, _) => payload::fetch(plan, role),
+            let p = match (opts.payload.packed(), overlays.get(&role.role)) {
+                (None, _) => {
+                    payload::fetch(plan, role, &profile.first_boot, opts.node_mirror.as_deref())?
+                }
                 (Some(packed), Some(ov)) => {
                     payload::packed(packed, role.role, ov.archive_sha256.hex())
                 }
                 // A role that installs nothing has no overlay.
                 (Some(_), None) => RolePayload::None,
             };
-            (role.role, p)
+            Ok((role.role, p))
         })
         .collect()
 }

@@ -14,6 +14,8 @@ pub mod plan;
 pub mod pki;
 // (plan -> verified artifacts)
 pub mod resolve;
+// (profile + published checksums -> the profile at another version)
+pub mod pin;
 // (artifacts -> per-role overlay)
 pub mod stage;
 // (overlay -> how the node installs it)

@@ -10,7 +10,8 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::plan::{Plan, RolePlan, Source};
-use crate::profile::Role;
+use crate::profile::{FirstBoot, Role};
+use crate::resolve::mirror_url;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -105,6 +106,13 @@ pub enum RolePayload {
         downloads: Vec<Download>,
         archives: Vec<String>,
         installs: Vec<FetchInstall>,
+        /// `--node-mirror`: the base the download URLs are on, when not upstream.
+        mirror: Option<String>,
+        /// Tries per download, the wait before the first retry (doubled after each failure)
+        /// and the longest wait: the profile's `first_boot`.
+        attempts: u32,
+        backoff_seconds: u32,
+        max_backoff_seconds: u32,
     },
     Embed {
         archive: String,
@@ -118,10 +126,16 @@ pub enum RolePayload {
     },
 }
 
-/// The fetch-at-first-boot payload of a role.
-pub fn fetch(plan: &Plan, role: &RolePlan) -> RolePayload {
+/// The fetch-at-first-boot payload of a role: its downloads from upstream, or from
+/// `node_mirror` in the upstream layout, tried as `first_boot` says.
+pub fn fetch(
+    plan: &Plan,
+    role: &RolePlan,
+    first_boot: &FirstBoot,
+    node_mirror: Option<&str>,
+) -> anyhow::Result<RolePayload> {
     if role.installs.is_empty() {
-        return RolePayload::None;
+        return Ok(RolePayload::None);
     }
     let mut downloads: Vec<Download> = Vec::new();
     let mut archives: Vec<String> = Vec::new();
@@ -133,7 +147,10 @@ pub fn fetch(plan: &Plan, role: &RolePlan) -> RolePayload {
         let work = a.component.clone();
         if !downloads.iter().any(|d| d.file == work) {
             downloads.push(Download {
-                url: a.url.clone(),
+                url: match node_mirror {
+                    Some(m) => mirror_url(m, &a.url)?,
+                    None => a.url.clone(),
+                },
                 file: work.clone(),
                 algorithm: a.digest.algo().name(),
                 hex: a.digest.hex().to_string(),
@@ -158,11 +175,15 @@ pub fn fetch(plan: &Plan, role: &RolePlan) -> RolePayload {
             mode: format!("{:04o}", rule.mode),
         });
     }
-    RolePayload::Fetch {
+    Ok(RolePayload::Fetch {
         downloads,
         archives,
         installs,
-    }
+        mirror: node_mirror.map(str::to_string),
+        attempts: first_boot.fetch_attempts,
+        backoff_seconds: first_boot.fetch_backoff_seconds,
+        max_backoff_seconds: FirstBoot::MAX_BACKOFF_SECONDS,
+    })
 }
 
 /// The payload of a role whose overlay was packed at build time.
@@ -202,7 +223,8 @@ mod tests {
             downloads,
             archives,
             installs,
-        } = fetch(&plan, role)
+            ..
+        } = fetch(&plan, role, &FirstBoot::DEFAULT, None).unwrap()
         else {
             panic!("expected a fetch payload");
         };
@@ -236,7 +258,14 @@ mod tests {
             downloads,
             archives,
             installs,
-        } = fetch(&plan, plan.role(Role::Worker).unwrap())
+            ..
+        } = fetch(
+            &plan,
+            plan.role(Role::Worker).unwrap(),
+            &FirstBoot::DEFAULT,
+            None,
+        )
+        .unwrap()
         else {
             panic!("expected a fetch payload");
         };
@@ -248,5 +277,26 @@ mod tests {
             .find(|i| i.dest == "/usr/local/bin/crictl")
             .unwrap();
         assert_eq!(crictl.file, "crictl");
+    }
+
+    #[test]
+    fn a_node_mirror_takes_the_upstream_layout() {
+        let prof = profile::parse(profile::BUILTIN_YAML, "builtin").unwrap();
+        let plan = crate::plan::plan(&prof, Arch::Amd64).unwrap();
+        let role = plan.role(Role::Worker).unwrap();
+        let RolePayload::Fetch { downloads, .. } = fetch(
+            &plan,
+            role,
+            &FirstBoot::DEFAULT,
+            Some("http://192.168.1.1:8080/files"),
+        )
+        .unwrap() else {
+            panic!("expected a fetch payload");
+        };
+        let runc = downloads.iter().find(|d| d.file == "runc").unwrap();
+        assert_eq!(
+            runc.url,
+            "http://192.168.1.1:8080/files/github.com/opencontainers/runc/releases/download/v1.1.13/runc.amd64"
+        );
     }
 }

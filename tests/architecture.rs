@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 const HELPERS: &[&str] = &["digest", "fsutil"];
 /// Pipeline order; `build` runs them all, `cli` sits on top.
 const STAGES: &[&str] = &[
-    "profile", "plan", "pki", "resolve", "stage", "payload", "seed", "nocloud", "iso", "vfat",
-    "host", "launch", "build", "cli",
+    "profile", "plan", "pki", "resolve", "pin", "stage", "payload", "seed", "nocloud", "iso",
+    "vfat", "host", "launch", "build", "cli",
 ];
 
 /// The source files of a module: `src/<module>.rs`, or every `.rs` file under `src/<module>/`

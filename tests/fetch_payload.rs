@@ -8,44 +8,27 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::first_boot;
 use common::http::TestServer;
 use common::{build_fixed, mirror, Test};
 
-/// The first-boot script in a user-data, as cloud-init writes it.
-fn first_boot_script(user_data: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct UserData {
-        write_files: Vec<WriteFile>,
-    }
-    #[derive(serde::Deserialize)]
-    struct WriteFile {
-        path: String,
-        content: String,
-    }
-    let ud: UserData = serde_saphyr::from_str(user_data).unwrap();
-    ud.write_files
-        .into_iter()
-        .find(|f| f.path == "/usr/local/sbin/imagegen-first-boot")
-        .expect("user-data writes the first-boot script")
-        .content
+/// The fetch payload of a user-data's first-boot script, downloads and installs, with every
+/// node path under `root`.
+fn payload_part(user_data: &str, root: &Path) -> String {
+    first_boot::fetch_part(
+        &first_boot::script(user_data),
+        root,
+        "\nrm -rf \"$work\"\n",
+        true,
+    )
 }
 
-/// The script's payload part: from the work directory to its removal.
-fn payload_part(script: &str) -> String {
-    let start = script.find("work=$(mktemp").expect("a fetch payload");
-    let end = script[start..].find("rm -rf \"$work\"").unwrap() + start;
-    script[start..end + "rm -rf \"$work\"".len()].to_string()
-}
-
-/// Runs the payload part with every `install` destination under `root`.
+/// Runs the payload part with `$ROOT` set to `root`.
 fn run_payload(part: &str, root: &Path) -> std::process::Output {
-    let prelude = r#"set -eu
-say() { echo "imagegen: $1"; }
-install() { command install "$1" "$2" "$3" "$4" "$ROOT$5"; }
-"#;
+    fs_err::create_dir_all(root.join("var/tmp")).unwrap();
     Command::new("sh")
         .arg("-c")
-        .arg(format!("{prelude}{part}\n"))
+        .arg(part)
         .env("ROOT", root)
         .output()
         .unwrap()
@@ -85,13 +68,14 @@ fn two_components_with_one_file_name_install_their_own_files() {
         .success();
 
     let ud = fs_err::read_to_string(out.join("amd64/worker0/user-data")).unwrap();
-    let script = first_boot_script(&ud);
+    let script = first_boot::script(&ud);
     let check = Command::new("sh")
         .args(["-n", "-c", &script])
         .output()
         .unwrap();
     assert!(check.status.success(), "sh -n: {check:?}\n{script}");
-    let part = payload_part(&script);
+    let root = t.temp().join("root");
+    let part = payload_part(&ud, &root);
     assert_eq!(
         part.matches(&format!("fetch '{}/", server.base())).count(),
         5,
@@ -104,7 +88,6 @@ fn two_components_with_one_file_name_install_their_own_files() {
         );
     }
 
-    let root = t.temp().join("root");
     let run = run_payload(&part, &root);
     assert!(
         run.status.success(),
@@ -166,7 +149,7 @@ fn a_download_that_does_not_match_its_pin_is_named_by_component_and_installs_not
         .success();
     let ud = fs_err::read_to_string(out.join("amd64/worker0/user-data")).unwrap();
     let root = t.temp().join("root");
-    let run = run_payload(&payload_part(&first_boot_script(&ud)), &root);
+    let run = run_payload(&payload_part(&ud, &root), &root);
     assert!(!run.status.success());
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(

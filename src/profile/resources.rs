@@ -79,8 +79,22 @@ impl Serialize for Size {
     }
 }
 
+impl schemars::JsonSchema for Size {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Size".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[1-9][0-9]*[MGT]$",
+            "description": "A size in binary units, as QEMU and qemu-img take it: 512M, 2G, 1T"
+        })
+    }
+}
+
 /// One VM's share of the host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct VmResources {
     pub cpus: u32,
     pub memory: Size,

@@ -19,7 +19,7 @@ use super::cache::Cache;
 use super::mirror::{self, Source};
 use super::pool::{lock, Pool};
 use super::progress::{Bar, Metered, Reporter};
-use super::{http, report, Origin, ResolveOptions};
+use super::{http, Origin, ResolveOptions};
 use crate::digest::{Digest, HashingWriter};
 use crate::fsutil;
 use crate::plan::Artifact;
@@ -32,12 +32,24 @@ pub(super) enum Outcome {
     },
     /// Offline and in none of the `file://` mirrors; `tried` says what was looked at.
     Missing {
-        tried: Vec<String>,
+        tried: Vec<Tried>,
     },
+    /// Every source failed, each for its reason.
+    NotFetched {
+        tried: Vec<Tried>,
+    },
+    /// Something other than a source failed (the cache, a thread).
     Failed(anyhow::Error),
 }
 
-/// Why one source did not deliver the artifact.
+/// One source that did not deliver an artifact, and why.
+pub(super) struct Tried {
+    pub(super) url: String,
+    /// Why, in a few words that do not repeat the URL.
+    pub(super) reason: String,
+}
+
+/// Why one source did not deliver the artifact. Neither names the source: the report does.
 pub(super) enum SourceError {
     NotFound(String),
     Other(anyhow::Error),
@@ -126,17 +138,20 @@ pub(super) fn resolve_one(ctx: &Ctx, art: &Artifact) -> Outcome {
                 };
                 return Outcome::Ready { path, origin };
             }
-            Err(SourceError::NotFound(msg)) => tried.push(msg),
+            Err(SourceError::NotFound(reason)) => tried.push(Tried { url, reason }),
             Err(SourceError::Other(e)) => {
                 all_not_found = false;
-                tried.push(format!("{e:#}"));
+                tried.push(Tried {
+                    url,
+                    reason: format!("{e:#}"),
+                });
             }
         }
     }
     if ctx.opts.offline && all_not_found {
         return Outcome::Missing { tried };
     }
-    Outcome::Failed(report::not_fetched(art, &tried))
+    Outcome::NotFetched { tried }
 }
 
 /// Whether `e` says a directory may not be written.
@@ -213,7 +228,7 @@ fn fetch_from(ctx: &Ctx, art: &Artifact, url: &str) -> Result<PathBuf, SourceErr
         let mut tmp = ctx.cache.temp_file().map_err(SourceError::Other)?;
         let digest = copy_file_url(ctx, art, url, tmp.as_file_mut(), &bar)?;
         // `tmp` is deleted on drop, so every early return leaves nothing behind.
-        check_digest(art, url, &digest)?;
+        check_digest(art, &digest)?;
         ctx.cache.store(tmp, &art.digest)
     } else {
         let mut part = ctx.cache.part(&art.digest).map_err(SourceError::Other)?;
@@ -234,7 +249,7 @@ fn fetch_from(ctx: &Ctx, art: &Artifact, url: &str) -> Result<PathBuf, SourceErr
             // Wrong bytes are not worth continuing: the partial download goes.
             part.reset().map_err(SourceError::Other)?;
         }
-        check_digest(art, url, &digest)?;
+        check_digest(art, &digest)?;
         ctx.cache.store_part(part, &art.digest)
     }
     .map_err(SourceError::Other)?;
@@ -245,10 +260,10 @@ fn fetch_from(ctx: &Ctx, art: &Artifact, url: &str) -> Result<PathBuf, SourceErr
     Ok(path)
 }
 
-fn check_digest(art: &Artifact, url: &str, got: &Digest) -> Result<(), SourceError> {
+fn check_digest(art: &Artifact, got: &Digest) -> Result<(), SourceError> {
     if *got != art.digest {
         return Err(SourceError::Other(anyhow!(
-            "digest mismatch for {url}: expected {}, got {got}; the download was discarded",
+            "digest mismatch: expected {}, got {got}; the download was discarded",
             art.digest
         )));
     }
@@ -268,14 +283,11 @@ fn copy_file_url(
     let path = Url::parse(url)
         .ok()
         .and_then(|u| u.to_file_path().ok())
-        .ok_or_else(|| SourceError::Other(anyhow!("`{url}` is not a usable file:// URL")))?;
+        .ok_or_else(|| SourceError::Other(anyhow!("not a usable file:// URL")))?;
     let src = match fsutil::open_regular(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(SourceError::NotFound(format!(
-                "{url}: not found ({})",
-                path.display()
-            )))
+            return Err(SourceError::NotFound("not found".to_string()))
         }
         Err(e) => return Err(SourceError::Other(e.into())),
     };
@@ -283,10 +295,7 @@ fn copy_file_url(
         .metadata()
         .map_err(|e| SourceError::Other(e.into()))?
         .len();
-    limit
-        .check_len(len)
-        .with_context(|| url.to_string())
-        .map_err(SourceError::Other)?;
+    limit.check_len(len).map_err(SourceError::Other)?;
     bar.set_length(len);
     // `io::copy` reads through a `BufReader`'s own buffer: large reads instead of 8 KiB ones.
     // One byte past the limit is enough to see that a growing file went over it.
@@ -296,13 +305,11 @@ fn copy_file_url(
     );
     let mut out = HashingWriter::new(out, art.digest.algo());
     io::copy(&mut src, &mut out)
-        .with_context(|| format!("copying {url}"))
+        .context("copying the file")
         .map_err(SourceError::Other)?;
     let (_, digest, copied) = out.finish();
     if copied > limit.bytes {
-        return Err(SourceError::Other(
-            limit.exceeded().context(url.to_string()),
-        ));
+        return Err(SourceError::Other(limit.exceeded()));
     }
     Ok(digest)
 }

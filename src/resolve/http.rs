@@ -9,14 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use indicatif::HumanDuration;
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{ACCEPT_RANGES, CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
 
 use super::cache::Part;
 use super::fetch::{Ctx, Limit, SourceError};
-use super::progress::Bar;
+use super::progress::{Bar, Reporter};
 use super::split::{Claim, Split, SPLIT_MIN_LEN};
 use super::ResolveOptions;
 use crate::digest::{Algo, Digest, Hasher};
@@ -36,11 +35,14 @@ pub(super) fn client(opts: &ResolveOptions) -> Result<Client> {
         .context("setting up the HTTP client")
 }
 
-/// A failed HTTP attempt, by what to do next.
+/// A failed HTTP attempt, by what to do next. No error here names the URL: whoever reports it
+/// does, once.
 pub(super) enum Attempt {
-    /// Connection error, timeout, 5xx: retry (resuming if possible).
+    /// Timeout, connection reset, 5xx: retry (resuming if possible).
     Retry(anyhow::Error),
     NotFound(StatusCode),
+    /// Nothing another try could change (DNS, connection refused, TLS, most 4xx), or the retries
+    /// are used up.
     Fatal(anyhow::Error),
     /// Another connection of the same split download failed; its error is in the [`Split`].
     Stopped,
@@ -61,10 +63,90 @@ pub(super) fn triage(status: StatusCode) -> Result<(), Attempt> {
     Ok(())
 }
 
-pub(super) fn classify(e: reqwest::Error, what: &str) -> Attempt {
-    // Every send() error here is a connect/timeout/protocol failure of this attempt (builder
-    // errors cannot happen: the URL was parsed before), so all of them are worth a retry.
-    Attempt::Retry(anyhow!(e).context(what.to_string()))
+/// Why a request could not be sent or answered, in a few words, and whether another try may
+/// change it. A failed DNS lookup, a refused connection, an unreachable network or a TLS
+/// handshake that failed will fail the same way in a second (the usual first run without
+/// network), so they are not retried; timeouts and connections reset or cut are.
+pub(super) fn classify(e: reqwest::Error) -> Attempt {
+    // Through a proxy, the host that could not be looked up or reached is the proxy's.
+    let host = match e.url() {
+        Some(u) => match proxy_for(u) {
+            Some(proxy) => format!("the proxy {proxy}"),
+            None => u.host_str().unwrap_or("the server").to_string(),
+        },
+        None => "the server".to_string(),
+    };
+    let connect = e.is_connect();
+    let timeout = e.is_timeout();
+    let e = e.without_url();
+    let mut cause: &dyn std::error::Error = &e;
+    loop {
+        // hyper-util's connector says "dns error" for a failed lookup; the OS's own words
+        // follow (the lookup may have failed for want of a network or of the name).
+        if cause.to_string().starts_with("dns error") {
+            return Attempt::Fatal(anyhow!("DNS lookup of {host} failed"));
+        }
+        if let Some(io) = cause.downcast_ref::<io::Error>().map(innermost_io) {
+            use io::ErrorKind as K;
+            match io.kind() {
+                K::ConnectionRefused => {
+                    return Attempt::Fatal(anyhow!("connection refused by {host}"))
+                }
+                K::NetworkUnreachable | K::HostUnreachable | K::NetworkDown => {
+                    return Attempt::Fatal(anyhow!("no route to {host} ({})", io.kind()))
+                }
+                // rustls reports a failed handshake (a bad certificate, a server that does not
+                // speak TLS) as invalid data while connecting.
+                K::InvalidData if connect => {
+                    let why = io
+                        .get_ref()
+                        .map_or_else(|| io.to_string(), |i| i.to_string());
+                    return Attempt::Fatal(anyhow!("TLS handshake with {host} failed: {why}"));
+                }
+                _ => {}
+            }
+        }
+        match cause.source() {
+            Some(next) => cause = next,
+            None => break,
+        }
+    }
+    if timeout {
+        return Attempt::Retry(anyhow!("timed out"));
+    }
+    Attempt::Retry(anyhow!(e))
+}
+
+/// The proxy reqwest takes from the environment for `url` (`HTTPS_PROXY`, `HTTP_PROXY`,
+/// `ALL_PROXY`, lower case too, unless `NO_PROXY` names the host), so an error can say that it
+/// was the proxy that could not be reached.
+fn proxy_for(url: &reqwest::Url) -> Option<String> {
+    let env = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+    };
+    let proxy = match url.scheme() {
+        "https" => env(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]),
+        _ => env(&["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]),
+    }?;
+    let host = url.host_str()?;
+    let exempt = env(&["NO_PROXY", "no_proxy"]).is_some_and(|list| {
+        list.split(',').map(str::trim).any(|n| {
+            let n = n.trim_start_matches('.');
+            n == "*" || host == n || host.ends_with(&format!(".{n}"))
+        })
+    });
+    (!exempt).then_some(proxy)
+}
+
+/// The io::Error an io::Error wraps, if it wraps one (hyper-rustls wraps tokio-rustls' error
+/// as `Other`; an io::Error's `source()` skips the error it wraps, so the chain never shows it).
+fn innermost_io(mut io: &io::Error) -> &io::Error {
+    while let Some(inner) = io.get_ref().and_then(|e| e.downcast_ref::<io::Error>()) {
+        io = inner;
+    }
+    io
 }
 
 /// `(first, last, total)` of a `Content-Range: bytes first-last/total` header.
@@ -79,10 +161,21 @@ pub(super) fn content_range(resp: &Response) -> Option<(u64, u64, u64)> {
     ))
 }
 
-/// Runs `attempt` until it succeeds, retrying connection errors, timeouts and 5xx with backoff.
-/// Errors come back as `NotFound`, `Stopped` or `Fatal` (with `what` in the message).
+/// Runs `attempt` until it succeeds, retrying timeouts, cut connections and 5xx with backoff
+/// (each retry a warning that says when it comes). Errors come back as `NotFound`, `Stopped` or
+/// `Fatal`; `what` (the URL) is for the warnings only.
 pub(super) fn with_retries(
     ctx: &Ctx,
+    what: &str,
+    attempt: impl FnMut() -> Result<(), Attempt>,
+) -> Result<(), Attempt> {
+    retrying(ctx.opts, ctx.reporter, what, attempt)
+}
+
+/// [`with_retries`] outside a download run: the options and a reporter are all it needs.
+pub(super) fn retrying(
+    opts: &ResolveOptions,
+    reporter: &Reporter,
     what: &str,
     mut attempt: impl FnMut() -> Result<(), Attempt>,
 ) -> Result<(), Attempt> {
@@ -91,26 +184,36 @@ pub(super) fn with_retries(
         match attempt() {
             Err(Attempt::Retry(e)) => {
                 failures += 1;
-                if failures > ctx.opts.retries {
+                if failures > opts.retries {
                     return Err(Attempt::Fatal(
-                        e.context(format!("{what}: giving up after {failures} attempts")),
+                        e.context(format!("gave up after {failures} attempts")),
                     ));
                 }
-                let delay = ctx
-                    .opts
+                let delay = opts
                     .retry_backoff
                     .saturating_mul(1 << (failures - 1).min(16))
                     .min(Duration::from_secs(30));
-                ctx.reporter.note(&format!(
-                    "{what}: {e:#}; retry {failures}/{} in {}",
-                    ctx.opts.retries,
-                    HumanDuration(delay)
+                reporter.note(&format!(
+                    "{e:#} for {what}; retry {failures}/{} in {}",
+                    opts.retries,
+                    short_duration(delay)
                 ));
                 std::thread::sleep(delay);
             }
-            Err(Attempt::Fatal(e)) => return Err(Attempt::Fatal(e.context(what.to_string()))),
             other => return other,
         }
+    }
+}
+
+/// `500 ms`, `1 s`, `1.5 s`: a delay as a retry line shows it.
+pub(super) fn short_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
     }
 }
 
@@ -169,7 +272,7 @@ pub(super) fn download(
     if have > 0 {
         // The earlier bytes are hashed with the rest: the whole file is checked, not the tail.
         hash_rest(out.file(), 0, have, &mut hasher)
-            .with_context(|| format!("reading back the partial download of {url}"))
+            .context("reading back the partial download")
             .map_err(SourceError::Other)?;
         bar.inc(have);
         if hasher.clone().finish() == art.digest {
@@ -194,7 +297,7 @@ pub(super) fn download(
     let Some(split) = part.split.take() else {
         return match result {
             Ok(()) => Ok(part.hasher.finish()),
-            Err(e) => Err(source_error(url, e)),
+            Err(e) => Err(source_error(e)),
         };
     };
     if result.is_ok() {
@@ -208,22 +311,20 @@ pub(super) fn download(
     if let Some(e) = split.take_failure() {
         return Err(SourceError::Other(e));
     }
-    result.map_err(|e| source_error(url, e))?;
+    result.map_err(source_error)?;
     // This stream hashed `[0, first_end)` as it arrived; the rest came over other connections.
     let mut hasher = part.hasher;
     hash_rest(out.file(), split.first_end(), split.len, &mut hasher)
-        .with_context(|| format!("reading back the download of {url}"))
+        .context("reading back the download")
         .map_err(SourceError::Other)?;
     Ok(hasher.finish())
 }
 
-fn source_error(url: &str, e: Attempt) -> SourceError {
+fn source_error(e: Attempt) -> SourceError {
     match e {
-        Attempt::NotFound(status) => {
-            SourceError::NotFound(format!("{url}: not found (HTTP {status})"))
-        }
+        Attempt::NotFound(status) => SourceError::NotFound(format!("not found (HTTP {status})")),
         Attempt::Fatal(e) | Attempt::Retry(e) => SourceError::Other(e),
-        Attempt::Stopped => SourceError::Other(anyhow!("{url}: download stopped")),
+        Attempt::Stopped => SourceError::Other(anyhow!("download stopped")),
     }
 }
 
@@ -275,7 +376,7 @@ fn send(client: &Client, url: &str, part: &Partial, ranged: bool) -> Result<Resp
         };
         req = req.header(RANGE, spec);
     }
-    let resp = req.send().map_err(|e| classify(e, "request failed"))?;
+    let resp = req.send().map_err(classify)?;
     triage(resp.status())?;
     Ok(resp)
 }
@@ -423,6 +524,23 @@ fn read_body(part: &mut Partial, mut resp: Response, bar: &Bar) -> Result<(), At
         if done {
             // Dropping the response closes the connection; the rest is another connection's.
             return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_read_short() {
+        for (ms, text) in [
+            (500, "500 ms"),
+            (1000, "1 s"),
+            (1500, "1.5 s"),
+            (30_000, "30 s"),
+        ] {
+            assert_eq!(short_duration(Duration::from_millis(ms)), text);
         }
     }
 }

@@ -1,17 +1,21 @@
 //! The `resolve` stage: turns pinned [`Artifact`]s into verified files in a content-addressed
 //! cache, fetching what is missing from mirrors or upstream. This file is the stage's whole public
-//! face ([`resolve`], [`import_files`], [`cache_dir`], [`cache_path`], [`mirror_url`] and their
-//! types); the concerns behind it have a file each:
+//! face ([`resolve`], [`import_files`], [`cache_dir`], [`cache_path`], [`mirror_url`], the
+//! `--mirror`/`--node-mirror` checks and their types); the concerns behind it have a file each:
 //!
 //! - `cache`: the cache entries and their "last verified" stamps;
 //! - `import`: hand-downloaded files into the cache (`imagegen cache import`);
-//! - `mirror`: where an artifact lives on a mirror, and which sources are tried in which order;
+//! - `contents`: what the cache holds, and pruning it (`imagegen cache list|prune`);
+//! - `mirror`: what a mirror may be, where an artifact lives on one, and which sources are tried
+//!   in which order;
 //! - `pool`: the `jobs` connections, shared by all downloads;
 //! - `fetch`: one artifact, from the cache or from the first source that delivers it;
 //! - `http`: one download's main stream, its retries and the triage of HTTP answers;
 //! - `split`: one large download over several ranged connections (work stealing);
 //! - `progress`: bars and lines on stderr;
-//! - `report`: the error that names every artifact that could not be resolved.
+//! - `report`: the error that names every artifact that could not be resolved, and what to do;
+//! - `text`: small text files (published checksums, release feeds) from the same sources, in
+//!   memory.
 //!
 //! Cache layout (`cache_dir` is [`cache_dir`]'s answer, i.e. `--cache DIR` or the default):
 //! - `<cache>/<algo>/<hex>`: a file whose digest was verified to be `<algo>:<hex>`;
@@ -30,7 +34,8 @@
 //! profile pins none.
 //!
 //! Sources for an artifact, in order: each mirror (`mirror_url(mirror, artifact.url)`), then the
-//! upstream URL. With `offline`, only `file://` mirrors are tried.
+//! upstream URL. With `offline`, only the mirrors, which must then be `file://` ones (an
+//! `http(s)://` mirror offline is an error, [`check_offline`]).
 //!
 //! At most `jobs` connections are open at once. Each artifact starts as one stream, hashed as it
 //! arrives. Once no artifact is left to start, a free connection takes over the second half of the
@@ -41,6 +46,7 @@
 //! range asked for gets one stream for that file, as before.
 
 mod cache;
+mod contents;
 mod fetch;
 mod http;
 mod import;
@@ -49,6 +55,7 @@ mod pool;
 mod progress;
 mod report;
 mod split;
+mod text;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -60,8 +67,12 @@ use anyhow::{Context as _, Result};
 use crate::digest::Digest;
 use crate::plan::Artifact;
 
+pub use contents::{
+    cache_contents, prune_cache, CacheContents, CacheEntry, PartialDownload, Pruned, StaleFile,
+};
 pub use import::import_files;
-pub use mirror::mirror_url;
+pub use mirror::{check_offline, mirror_url, parse_mirror, parse_node_mirror};
+pub use text::{fetch_text, TEXT_LIMIT};
 
 use cache::Cache;
 use fetch::Outcome;
@@ -91,7 +102,7 @@ pub struct ResolveOptions {
     /// Base URLs (`http://`, `https://` or `file://`) laid out as `<mirror>/<upstream host>/<upstream path>`,
     /// tried in order before the upstream URL.
     pub mirrors: Vec<String>,
-    /// Never use the network; `file://` mirrors are still read.
+    /// Never use the network; `file://` mirrors are still read (an `http(s)://` one is an error).
     pub offline: bool,
     /// Connections at once (0 is taken as 1), shared by all downloads: a large file may use
     /// several of them near the end of a run.
@@ -100,7 +111,8 @@ pub struct ResolveOptions {
     pub connect_timeout: Duration,
     /// Longest wait for the response headers or for any single read of the body.
     pub read_timeout: Duration,
-    /// Extra attempts per URL after a connection error, timeout or 5xx.
+    /// Extra attempts per URL after a timeout, a cut connection or a 5xx (a failed DNS lookup,
+    /// a refused connection, TLS and other 4xx get none: another try would fail the same way).
     pub retries: u32,
     /// Delay before the first retry; doubled for each further one (capped at 30 s).
     pub retry_backoff: Duration,
@@ -108,8 +120,12 @@ pub struct ResolveOptions {
     /// never ends stops here).
     pub max_download_size: u64,
     /// Arguments of `imagegen fetch` that would fill the cache for this run (e.g.
-    /// `--arch arm64 --profile p.yaml`), shown when `offline` finds artifacts missing.
+    /// `--arch arm64 --profile p.yaml`), shown when artifacts could not be had; empty when no
+    /// `imagegen fetch` would.
     pub fetch_hint: String,
+    /// When artifacts could not be had, also suggest `--payload fetch` (a build's nodes can
+    /// download for themselves).
+    pub suggest_payload_fetch: bool,
 }
 
 impl ResolveOptions {
@@ -126,6 +142,7 @@ impl ResolveOptions {
             retry_backoff: Duration::from_millis(500),
             max_download_size: DEFAULT_MAX_DOWNLOAD_SIZE,
             fetch_hint: String::new(),
+            suggest_payload_fetch: false,
         }
     }
 }
@@ -149,10 +166,29 @@ pub struct Resolved {
     pub origin: Origin,
 }
 
+impl Resolved {
+    /// Where the file came from in this run, one line (what `-v` shows).
+    pub fn source_line(&self) -> String {
+        let a = &self.artifact;
+        let from = match &self.origin {
+            Origin::Cache => "the cache".to_string(),
+            Origin::Mirror { url } => format!("mirror {url}"),
+            Origin::Upstream { url } => url.clone(),
+        };
+        format!(
+            "{} {}: from {from} -> {}",
+            a.component,
+            a.version,
+            self.path.display()
+        )
+    }
+}
+
 /// Makes every artifact available in the cache, downloading what is missing (over at most
 /// `opts.jobs` connections at once; artifacts sharing a digest are fetched once). Returns one entry per input, in input
 /// order. On failure the error lists every artifact that could not be resolved.
 pub fn resolve(artifacts: &[Artifact], opts: &ResolveOptions) -> Result<Vec<Resolved>> {
+    check_offline(&opts.mirrors, opts.offline)?;
     let cache = Cache::open(&opts.cache_dir)?;
     let mut unique: Vec<&Artifact> = Vec::new();
     let mut slot_of: HashMap<&Digest, usize> = HashMap::new();

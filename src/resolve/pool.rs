@@ -57,7 +57,7 @@ pub(super) fn run(
             }
             Job::Piece(split, i) => {
                 if catch_unwind(AssertUnwindSafe(|| split::help(&ctx, &split, i))).is_err() {
-                    split.fail(anyhow!("{}: a download thread panicked", split.url));
+                    split.fail(anyhow!("a download thread panicked"));
                 }
             }
             Job::Exit => break,

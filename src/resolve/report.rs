@@ -1,12 +1,14 @@
 //! What the user reads when artifacts could not be resolved: one error naming every one of them
-//! (not just the first), what was tried for each, and for an offline run the commands that would
-//! fill the cache.
+//! (not just the first), one line each (`component version: why for URL`, every source tried in
+//! order), and then what to do about it: a mirror in the upstream layout (with the path this run
+//! would read), the cache filled on a machine with network access, files imported by hand and,
+//! for a build, nodes that download for themselves.
 
 use std::fmt::Write as _;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 
-use super::fetch::Outcome;
+use super::fetch::{Outcome, Tried};
 use super::ResolveOptions;
 use crate::plan::Artifact;
 
@@ -21,53 +23,20 @@ pub(super) fn check(
     for (art, outcome) in unique.iter().zip(outcomes) {
         match outcome {
             Outcome::Ready { .. } => {}
-            Outcome::Missing { tried } => missing.push((*art, tried)),
-            Outcome::Failed(e) => failed.push((*art, e)),
+            Outcome::Missing { tried } => missing.push(line(art, tried)),
+            Outcome::NotFetched { tried } => failed.push(line(art, tried)),
+            Outcome::Failed(e) => failed.push(format!("{}: {e:#}", label(art))),
         }
     }
-    if !missing.is_empty() || !failed.is_empty() {
-        bail!(failure_report(&missing, &failed, unique.len(), opts));
+    if missing.is_empty() && failed.is_empty() {
+        return Ok(());
     }
-    Ok(())
-}
-
-/// The error of an artifact no source delivered: what each source said, in order.
-pub(super) fn not_fetched(art: &Artifact, tried: &[String]) -> anyhow::Error {
-    let mut msg = format!("{} ({}):", label(art), art.digest);
-    for t in tried {
-        let _ = write!(msg, "\n    {t}");
-    }
-    anyhow!(msg)
-}
-
-/// `component version file_name`, without the parts that are empty or repeat the file name.
-fn label(art: &Artifact) -> String {
-    let mut parts = vec![art.component.as_str()];
-    if !art.version.is_empty() {
-        parts.push(&art.version);
-    }
-    if art.file_name != art.component {
-        parts.push(&art.file_name);
-    }
-    parts.join(" ")
-}
-
-fn failure_report(
-    missing: &[(&Artifact, &Vec<String>)],
-    failed: &[(&Artifact, &anyhow::Error)],
-    total: usize,
-    opts: &ResolveOptions,
-) -> String {
+    let total = unique.len();
     let mut msg = String::new();
     if !failed.is_empty() {
-        let _ = write!(
-            msg,
-            "could not fetch {} of {} artifact(s):",
-            failed.len(),
-            total
-        );
-        for (_, e) in failed {
-            let _ = write!(msg, "\n  - {e:#}");
+        let _ = write!(msg, "could not fetch {} of {}:", failed.len(), count(total));
+        for l in &failed {
+            let _ = write!(msg, "\n  - {l}");
         }
     }
     if !missing.is_empty() {
@@ -76,27 +45,85 @@ fn failure_report(
         }
         let _ = write!(
             msg,
-            "offline: {} of {} artifact(s) are not in the cache {}:",
+            "offline: {} of {} not in the cache {}:",
             missing.len(),
-            total,
+            count(total),
             opts.cache_dir.display()
         );
-        for (art, tried) in missing {
-            let _ = write!(msg, "\n  - {} {} ({})", label(art), art.digest, art.url);
-            for t in *tried {
-                let _ = write!(msg, "\n      {t}");
-            }
+        for l in &missing {
+            let _ = write!(msg, "\n  - {l}");
         }
-        let hint = opts.fetch_hint.trim();
-        let fetch = if hint.is_empty() {
-            "imagegen fetch".to_string()
-        } else {
-            format!("imagegen fetch {hint}")
-        };
+    }
+    // The first artifact that no source delivered shows where a mirror would have to hold it.
+    let example = unique.iter().zip(outcomes).find_map(|(art, o)| match o {
+        Outcome::Missing { .. } | Outcome::NotFetched { .. } => Some(*art),
+        _ => None,
+    });
+    if let Some(art) = example {
+        msg.push_str(&next_steps(art, opts));
+    }
+    bail!(msg)
+}
+
+/// `1 artifact`, `N artifacts`.
+fn count(n: usize) -> String {
+    format!("{n} artifact{}", if n == 1 { "" } else { "s" })
+}
+
+/// `component version`: what the profile calls the artifact.
+fn label(art: &Artifact) -> String {
+    if art.version.is_empty() {
+        art.component.clone()
+    } else {
+        format!("{} {}", art.component, art.version)
+    }
+}
+
+/// One artifact's line: each source tried, in order, with its reason; just the upstream URL
+/// when none was (offline, no file mirror).
+fn line(art: &Artifact, tried: &[Tried]) -> String {
+    if tried.is_empty() {
+        return format!("{}: {}", label(art), art.url);
+    }
+    let sources: Vec<String> = tried
+        .iter()
+        .map(|t| format!("{} for {}", t.reason, t.url))
+        .collect();
+    format!("{}: {}", label(art), sources.join("; "))
+}
+
+/// What to do when artifacts could not be had, with `art` as the example of the mirror layout.
+fn next_steps(art: &Artifact, opts: &ResolveOptions) -> String {
+    let layout = art
+        .url
+        .split_once("://")
+        .map_or(art.url.as_str(), |(_, rest)| rest);
+    let mut s = String::from("\nwhat you can do:");
+    if opts.offline {
         let _ = write!(
-            msg,
-            "\nfill the cache on a machine with network access:\n    {fetch}\nor add files downloaded by hand:\n    imagegen cache import FILE..."
+            s,
+            "\n  - use a local mirror in the upstream layout: --mirror DIR (or file:///DIR),\n    with this file at DIR/{layout}"
+        );
+    } else {
+        let _ = write!(
+            s,
+            "\n  - use a mirror in the upstream layout: --mirror URL (http://, https://, file:// or a directory),\n    with this file at URL/{layout}"
         );
     }
-    msg
+    let hint = opts.fetch_hint.trim();
+    if !hint.is_empty() {
+        let _ = write!(
+            s,
+            "\n  - fill the cache on a machine with network access: imagegen fetch {hint}\n    there, copy its cache (`imagegen cache dir`) to {} here, and run this again{}",
+            opts.cache_dir.display(),
+            if opts.offline { "" } else { " with --offline" }
+        );
+    }
+    s.push_str("\n  - add files downloaded by hand: imagegen cache import FILE...");
+    if opts.suggest_payload_fetch {
+        s.push_str(
+            "\n  - or let each node download its binaries at first boot (it needs network access then): --payload fetch",
+        );
+    }
+    s
 }

@@ -377,8 +377,7 @@ pub(super) fn help(ctx: &Ctx, split: &Split, idx: usize) {
         Ok(()) | Err(Attempt::Stopped) => {}
         Err(Attempt::Fatal(e) | Attempt::Retry(e)) => split.fail(e),
         Err(Attempt::NotFound(status)) => split.fail(anyhow!(
-            "{}: not found (HTTP {status}) when asking for a range of it",
-            split.url
+            "not found (HTTP {status}) when asking for a range of it"
         )),
     }
 }
@@ -398,7 +397,7 @@ fn fetch_piece(
         .get(&split.url)
         .header(RANGE, format!("bytes={pos}-{}", end - 1))
         .send()
-        .map_err(|e| http::classify(e, "request failed"))?;
+        .map_err(http::classify)?;
     let status = resp.status();
     http::triage(status)?;
     let got = http::content_range(&resp);

@@ -112,6 +112,7 @@ pub(super) fn vm_context(
         control_nodes => control_nodes,
         etc_hosts => etc_hosts(plan),
         payload => payload,
+        first_boot_script => super::FIRST_BOOT_SCRIPT,
     }
 }
 

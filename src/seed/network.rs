@@ -2,6 +2,12 @@
 //! DHCP or its static address. The API's virtual IP goes where the guide puts it: on the
 //! gateway's NIC (it answers ARP for it and balances what arrives) and on each control node's
 //! `lo` (it accepts what the gateway forwards, and the ARP sysctls keep it quiet about it).
+//!
+//! Every NIC searches the host network's domain: the kubeconfigs name the API server by a single
+//! label (`https://kubernetes:6443`), and systemd-resolved sends a single-label name only to
+//! LLMNR unless a search domain turns it into `kubernetes.<host_domain>`, which the host's dnsmasq
+//! answers. systemd-networkd does not take the search domain from DHCP by default, so it is
+//! written here, from the profile.
 
 use std::collections::BTreeMap;
 
@@ -46,7 +52,9 @@ struct Route {
 
 #[derive(Serialize)]
 struct Nameservers {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     addresses: Vec<String>,
+    search: Vec<String>,
 }
 
 pub(super) fn network_config(plan: &Plan, vm: &VmPlan) -> anyhow::Result<String> {
@@ -59,7 +67,10 @@ pub(super) fn network_config(plan: &Plan, vm: &VmPlan) -> anyhow::Result<String>
         dhcp4: Some(c.addressing == Addressing::Dhcp),
         addresses: Vec::new(),
         routes: Vec::new(),
-        nameservers: None,
+        nameservers: Some(Nameservers {
+            addresses: Vec::new(),
+            search: vec![c.host_domain.clone()],
+        }),
     };
     if c.addressing == Addressing::Static {
         nic.addresses
@@ -70,6 +81,7 @@ pub(super) fn network_config(plan: &Plan, vm: &VmPlan) -> anyhow::Result<String>
         });
         nic.nameservers = Some(Nameservers {
             addresses: c.dns.iter().map(|d| d.to_string()).collect(),
+            search: vec![c.host_domain.clone()],
         });
     }
     let mut ethernets = BTreeMap::new();

@@ -44,6 +44,8 @@ pub struct Output {
 pub struct Options {
     pub arch: Arch,
     pub payload: PayloadKind,
+    /// `--node-mirror` (already accepted by its parser), for the fetch payload.
+    pub node_mirror: Option<&'static str>,
 }
 
 fn out(name: impl Into<String>, kind: Kind, text: impl Into<String>) -> Output {
@@ -86,7 +88,8 @@ pub fn render(text: &str, o: Options, pki_dir: &Utf8Path) -> Result<Vec<Output>,
         .iter()
         .map(|r| {
             let p = match o.payload.packed() {
-                None => payload::fetch(&plan, r),
+                None => payload::fetch(&plan, r, &profile.first_boot, o.node_mirror)
+                    .expect("the fetch payload"),
                 Some(_) if r.installs.is_empty() => RolePayload::None,
                 Some(k) => payload::packed(k, r.role, &"0".repeat(64)),
             };

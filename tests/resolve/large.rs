@@ -228,8 +228,8 @@ fn digest_mismatch_on_a_split_download_keeps_nothing() {
     );
     assert!(
         err.contains(&format!(
-            "digest mismatch for {}: expected {}, got {actual}; the download was discarded",
-            art.url, art.digest
+            "digest mismatch: expected {}, got {actual}; the download was discarded for {}",
+            art.digest, art.url
         )),
         "{err}"
     );

@@ -1,7 +1,7 @@
 //! Where files come from: upstream, mirrors in order, `file://` mirrors offline, each digest
 //! fetched once, several at a time within `jobs`, and every failure reported.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use imagegen::digest::{hash_reader, Algo};
 use imagegen::plan::Artifact;
@@ -69,11 +69,12 @@ fn digest_mismatch_names_url_and_both_digests_and_keeps_nothing() {
         resolve(std::slice::from_ref(&art), &opts(cache.path())).unwrap_err()
     );
     assert!(
-        err.contains(&format!("digest mismatch for {}", art.url)),
+        err.contains(&format!(
+            "digest mismatch: expected {}, got {actual}; the download was discarded for {}",
+            art.digest, art.url
+        )),
         "{err}"
     );
-    assert!(err.contains(&format!("expected {}", art.digest)), "{err}");
-    assert!(err.contains(&format!("got {actual}")), "{err}");
     assert!(
         files_in(cache.path()).is_empty(),
         "{:?}",
@@ -142,12 +143,12 @@ fn not_found_everywhere_names_every_url() {
 
     let err = format!("{:#}", resolve(std::slice::from_ref(&art), &o).unwrap_err());
     let mirrored = mirror_url(&o.mirrors[0], &art.url).unwrap();
+    // One line: each source, in order, with its reason.
     assert!(
-        err.contains(&format!("{mirrored}: not found (HTTP 404 Not Found)")),
-        "{err}"
-    );
-    assert!(
-        err.contains(&format!("{}: not found (HTTP 404 Not Found)", art.url)),
+        err.contains(&format!(
+            "  - runc 1.1.13: not found (HTTP 404 Not Found) for {mirrored}; not found (HTTP 404 Not Found) for {}\n",
+            art.url
+        )),
         "{err}"
     );
     assert!(err.contains("runc.arm64"), "{err}");
@@ -163,35 +164,57 @@ fn offline_with_an_empty_cache_lists_every_missing_artifact_and_the_fetch_comman
     }
     let arts: Vec<Artifact> = fxs.iter().map(|f| pin(f, &srv.base())).collect();
     let cache = tempfile::tempdir().unwrap();
+    let empty_mirror = tempfile::tempdir().unwrap();
     let mut o = opts(cache.path());
     o.offline = true;
-    o.mirrors = vec![srv.url("/mirror")];
+    o.mirrors = vec![Url::from_directory_path(empty_mirror.path())
+        .unwrap()
+        .to_string()];
     o.fetch_hint = "--arch arm64 --profile p.yaml".into();
 
     let err = format!("{:#}", resolve(&arts, &o).unwrap_err());
     assert!(
-        err.contains("offline: 3 of 3 artifact(s) are not in the cache"),
+        err.contains("offline: 3 of 3 artifacts not in the cache"),
         "{err}"
     );
     for a in &arts {
         let line = format!(
-            "  - {} {} {} {} ({})",
-            a.component, a.version, a.file_name, a.digest, a.url
+            "\n  - {} {}: not found for {}\n",
+            a.component,
+            a.version,
+            mirror_url(&o.mirrors[0], &a.url).unwrap()
         );
         assert!(err.contains(&line), "missing `{line}` in:\n{err}");
     }
     assert!(
-        err.contains("\n    imagegen fetch --arch arm64 --profile p.yaml\n"),
+        err.contains("fill the cache on a machine with network access: imagegen fetch --arch arm64 --profile p.yaml\n"),
         "{err}"
     );
     assert!(err.contains("imagegen cache import FILE..."), "{err}");
+    assert!(!err.contains("--payload fetch"), "not a build: {err}");
     assert_eq!(srv.total_hits(), 0, "offline must not touch the network");
     assert!(files_in(&cache.path().join("sha256")).is_empty());
 }
 
 #[test]
+fn offline_with_an_http_mirror_is_an_error_that_says_why() {
+    let srv = TestServer::start();
+    let c = containerd();
+    let cache = tempfile::tempdir().unwrap();
+    let mut o = opts(cache.path());
+    o.offline = true;
+    o.mirrors = vec![srv.url("/mirror")];
+    let err = format!("{:#}", resolve(&[pin(&c, &srv.base())], &o).unwrap_err());
+    assert!(err.contains("--offline never uses the network"), "{err}");
+    assert!(
+        err.contains(&format!("--mirror {}", srv.url("/mirror"))),
+        "{err}"
+    );
+    assert_eq!(srv.total_hits(), 0);
+}
+
+#[test]
 fn offline_reads_a_file_mirror() {
-    let http = TestServer::start();
     let (c, r) = (containerd(), runc());
     let arts = [pin(&c, "https://github.com"), pin(&r, "https://github.com")];
     let mirror = tempfile::tempdir().unwrap();
@@ -204,7 +227,7 @@ fn offline_reads_a_file_mirror() {
     let cache = tempfile::tempdir().unwrap();
     let mut o = opts(cache.path());
     o.offline = true;
-    o.mirrors = vec![http.url("/mirror"), file_mirror.clone()];
+    o.mirrors = vec![file_mirror.clone()];
 
     let got = resolve(&arts, &o).unwrap();
     for (res, a) in got.iter().zip(&arts) {
@@ -216,7 +239,6 @@ fn offline_reads_a_file_mirror() {
         );
     }
     assert_eq!(fs_err::read(&got[1].path).unwrap(), r.bytes);
-    assert_eq!(http.total_hits(), 0);
     assert_eq!(files_in(cache.path()), entries(&[&arts[0], &arts[1]]));
 }
 
@@ -283,17 +305,16 @@ fn every_failure_of_a_parallel_run_is_reported() {
     let cache = tempfile::tempdir().unwrap();
     let err = format!("{:#}", resolve(&arts, &opts(cache.path())).unwrap_err());
     assert!(
-        err.starts_with("could not fetch 2 of 3 artifact(s):"),
+        err.starts_with("could not fetch 2 of 3 artifacts:"),
         "{err}"
     );
-    assert!(
-        err.contains(&format!("{}: not found", arts[0].url)),
-        "{err}"
-    );
-    assert!(
-        err.contains(&format!("{}: not found", arts[1].url)),
-        "{err}"
-    );
+    for a in &arts[..2] {
+        let line = format!(
+            "\n  - {} {}: not found (HTTP 404 Not Found) for {}\n",
+            a.component, a.version, a.url
+        );
+        assert!(err.contains(&line), "no `{line}` in:\n{err}");
+    }
     // The one that worked is verified and kept.
     assert_eq!(files_in(cache.path()), entries(&[&arts[2]]));
 }
@@ -325,4 +346,48 @@ fn mirror_url_keeps_the_upstream_host_and_path() {
     assert!(e.contains("query"), "{e}");
     let e = mirror_url("http://m", "not a url").unwrap_err().to_string();
     assert!(e.contains("upstream URL `not a url`"), "{e}");
+}
+
+#[test]
+fn tls_refused_and_unresolvable_sources_are_not_retried() {
+    let (c, r, n) = (containerd(), runc(), cni());
+    // A server that does not speak TLS (it answers the handshake as plain HTTP does, with a
+    // 400), a port nobody listens on, a name that does not resolve.
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let plain_addr = plain.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in plain.incoming().flatten() {
+            use std::io::Write as _;
+            let mut conn = conn;
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let arts = [
+        pin(&c, &format!("https://{plain_addr}")),
+        pin(&r, &format!("http://127.0.0.1:{closed}")),
+        pin(&n, "http://x.invalid"),
+    ];
+    let cache = tempfile::tempdir().unwrap();
+    let mut o = opts(cache.path());
+    o.retry_backoff = Duration::from_secs(5);
+    let started = Instant::now();
+    let err = format!("{:#}", resolve(&arts, &o).unwrap_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "something was retried: {err}"
+    );
+    for (a, why) in arts.iter().zip([
+        "TLS handshake with 127.0.0.1 failed: ",
+        "connection refused by 127.0.0.1 for ",
+        "DNS lookup of x.invalid failed for ",
+    ]) {
+        let line = format!("\n  - {} {}: {why}", a.component, a.version);
+        assert!(err.contains(&line), "no `{line}` in:\n{err}");
+        assert_eq!(err.matches(&a.url).count(), 1, "the URL once: {err}");
+    }
 }

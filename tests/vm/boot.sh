@@ -3,10 +3,11 @@
 # report that the guest's collector unit writes after cloud-init has finished.
 #
 #   boot.sh --guest DIR --disk FILE.qcow2 --seed seed.iso --mac MAC --out DIR
-#           [--payload payload.iso] [--address IP --net CIDR] [--paths FILE]
-#           [--guestfwd tcp:IP:PORT-cmd:COMMAND]
+#           [--payload payload.iso] [--address IP --net CIDR] [--paths FILE] [--probes FILE]
+#           [--guestfwd tcp:IP:PORT-cmd:COMMAND] [--netns NAME --tap TAP] [--keep-running]
 #           [--name NAME] [--timeout SECONDS] [--accel auto|kvm|tcg] [--smp N] [--mem MiB]
 #   boot.sh --detect --guest DIR            prints kvm or tcg
+#   boot.sh --stop OUT                      stops a VM left running by --keep-running
 #
 # --disk is created as a fresh qcow2 overlay over DIR/disk.raw when it does not
 # exist; pass the same file again to boot the same disk a second time.
@@ -14,16 +15,30 @@
 # profile (net=CIDR, host=first address, dhcpstart=IP), like the guide's dnsmasq.
 # --paths FILE: newline-separated paths the collector must also describe,
 # attached as the last virtio drive (a raw disk starting "IMAGEGEN-VM-PATHS").
+# --probes FILE: a JSON list of probes the collector runs before it reports
+# (see guest/report.py), appended to that disk after a line IMAGEGEN-VM-PROBES.
 #
-# The only NIC is QEMU user networking with restrict=on: no packet from the
-# guest leaves QEMU (slirp answers DHCP itself and drops everything else).
+# The NIC is QEMU user networking with restrict=on by default: no packet from
+# the guest leaves QEMU (slirp answers DHCP itself and drops everything else).
+# With --netns NAME --tap TAP (see netns.sh) the NIC is instead the tap device
+# TAP of that namespace's bridge (QEMU runs under `ip netns exec NAME`), where
+# the namespace's dnsmasq answers DHCP and DNS and the other VMs are.
+#
+# --keep-running adds igvm.keep-running to the kernel command line: the guest
+# stays up after its report, boot.sh returns as soon as the report is in and
+# leaves QEMU running (still under its --timeout) with its pid in OUT/qemu.pid;
+# `boot.sh --stop OUT` stops it. A cluster case keeps every VM up until all of
+# them have reported, since each one's probes need the others.
 #
 # Writes OUT/console.log (ttyS0), OUT/report.raw (collector channel),
 # OUT/report.json, OUT/qemu.log, OUT/timing.json. Exit: 0 report collected,
-# 2 timed out, 3 QEMU exited without a report, 1 usage/setup error.
+# 2 timed out, 3 QEMU exited without a report (or with one that does not
+# decode), 1 usage/setup error.
 set -euo pipefail
 
 guest='' disk='' seed='' payload='' mac='' out='' address='' net='' paths='' guestfwd='' name=vm
+probes='' netns='' tap='' keep_running='' stop_dir=''
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 timeout_s=${IMAGEGEN_VM_TIMEOUT:-900}
 accel=${IMAGEGEN_VM_ACCEL:-auto}
 smp=1 mem=1024 arch='' detect_only=
@@ -43,6 +58,11 @@ while [ $# -gt 0 ]; do
     --net) net=$2; shift 2 ;;
     --paths) paths=$2; shift 2 ;;
     --guestfwd) guestfwd=$2; shift 2 ;;
+    --probes) probes=$2; shift 2 ;;
+    --netns) netns=$2; shift 2 ;;
+    --tap) tap=$2; shift 2 ;;
+    --keep-running) keep_running=1; shift ;;
+    --stop) stop_dir=$2; shift 2 ;;
     --name) name=$2; shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
     --accel) accel=$2; shift 2 ;;
@@ -53,6 +73,24 @@ while [ $# -gt 0 ]; do
     *) die "unknown argument $1 (see the header of $0)" ;;
   esac
 done
+
+# Stops a VM that --keep-running left up: TERM to its `timeout` process, which passes it on
+# to QEMU (QEMU exits at once on TERM); KILL after 20 s. Quiet if it is already gone.
+if [ -n "$stop_dir" ]; then
+  pidfile=$stop_dir/qemu.pid
+  [ -f "$pidfile" ] || exit 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    if kill -0 "$pid" 2>/dev/null; then
+      pkill -KILL -P "$pid" 2>/dev/null || true
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$pidfile"
+  exit 0
+fi
 
 if [ -z "$arch" ] && [ -n "$guest" ] && [ -f "$guest/info.json" ]; then
   arch=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["arch"])' "$guest/info.json")
@@ -110,7 +148,7 @@ esac
 if [ "$arch" = arm64 ] && [ "$accel" = tcg ]; then cpu=max,pauth-impdef=on; fi
 
 mkdir -p "$out"
-rm -f "$out/console.log" "$out/report.raw" "$out/report.json" "$out/qemu.log" "$out/timing.json"
+rm -f "$out/console.log" "$out/report.raw" "$out/report.json" "$out/qemu.log" "$out/timing.json" "$out/qemu.pid"
 if [ ! -f "$disk" ]; then
   qemu-img create -q -f qcow2 -b "$(realpath "$guest/disk.raw")" -F raw "$disk"
 fi
@@ -120,6 +158,14 @@ if [ -n "$address" ]; then
   [ -n "$net" ] || die "--address needs --net (e.g. 192.168.1.0/24)"
   host=$(python3 -c 'import ipaddress,sys; print(next(ipaddress.ip_network(sys.argv[1]).hosts()))' "$net")
   nic="$nic,net=$net,host=$host,dhcpstart=$address"
+fi
+
+if [ -n "$netns" ] || [ -n "$tap" ]; then
+  [ -n "$netns" ] && [ -n "$tap" ] || die "--netns and --tap go together"
+  [ -z "$address$guestfwd" ] || die "--address/--guestfwd are for user networking, not --netns"
+  ip netns list | awk '{print $1}' | grep -qx "$netns" || die "namespace $netns does not exist (netns.sh up)"
+  ip -n "$netns" link show "$tap" >/dev/null 2>&1 || die "no tap $tap in namespace $netns"
+  nic="tap,ifname=$tap,script=no,downscript=no,model=virtio-net-pci,mac=$mac"
 fi
 
 if [ -n "$guestfwd" ]; then
@@ -133,7 +179,7 @@ args=(
   -accel "$accel" -M "$machine" -cpu "$cpu" -smp "$smp" -m "$mem"
   -nodefaults -no-user-config -display none -no-reboot
   -kernel "$guest/vmlinuz" -initrd "$guest/initrd.img"
-  -append "$(cat "$guest/cmdline")"
+  -append "$(cat "$guest/cmdline")${keep_running:+ igvm.keep-running}"
   -serial "file:$out/console.log"
   # The root disk comes first so that it is vda (root=/dev/vda).
   -drive "file=$disk,format=qcow2,if=virtio"
@@ -143,10 +189,14 @@ args=(
 if [ -n "$payload" ]; then
   args+=(-drive "file=$payload,driver=raw,if=virtio,readonly=on")
 fi
-if [ -n "$paths" ]; then
+if [ -n "$paths" ] || [ -n "$probes" ]; then
   # Last virtio drive, so that root, seed and payload keep the names a user's VM gives them
   # (a -device virtio-blk-pci would take an earlier PCI slot than the if=virtio drives).
-  { echo IMAGEGEN-VM-PATHS; cat "$paths"; } > "$out/paths.raw"
+  if [ -n "$probes" ]; then
+    python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$probes" || die "--probes $probes is not JSON"
+  fi
+  { echo IMAGEGEN-VM-PATHS; [ -z "$paths" ] || cat "$paths"
+    if [ -n "$probes" ]; then echo; echo IMAGEGEN-VM-PROBES; cat "$probes"; fi; } > "$out/paths.raw"
   truncate -s %512 "$out/paths.raw"
   args+=(-drive "file=$out/paths.raw,format=raw,if=virtio,readonly=on")
 fi
@@ -158,38 +208,51 @@ args+=(
 )
 
 log "accel=$accel smp=$smp mem=${mem}M timeout=${timeout_s}s disk=$disk seed=$seed${payload:+ payload=$payload}"
-printf '%q ' "$qemu" "${args[@]}" > "$out/qemu.cmdline"
+launcher=()
+[ -z "$netns" ] || launcher=(ip netns exec "$netns")
+printf '%q ' "${launcher[@]}" "$qemu" "${args[@]}" > "$out/qemu.cmdline"
 start=$(date +%s.%N)
-timeout --kill-after=10 "$timeout_s" "$qemu" "${args[@]}" > "$out/qemu.log" 2>&1 &
+# timeout first, so that its pid (qemu.pid) stands for the VM: TERM to it reaches QEMU.
+timeout --kill-after=10 "$timeout_s" "${launcher[@]}" "$qemu" "${args[@]}" > "$out/qemu.log" 2>&1 &
 qpid=$!
 reported=
 while kill -0 "$qpid" 2>/dev/null; do
   if [ -z "$reported" ] && grep -q '=====IMAGEGEN-VM-REPORT-END=====' "$out/report.raw" 2>/dev/null; then
     reported=$(date +%s.%N)
+    if [ -n "$keep_running" ]; then
+      # The report is complete once its end marker is there; the VM stays up.
+      echo "$qpid" > "$out/qemu.pid"
+      break
+    fi
   fi
   sleep 0.5
 done
 rc=0
-wait "$qpid" || rc=$?
-end=$(date +%s.%N)
+if [ -n "$keep_running" ] && [ -n "$reported" ]; then
+  end=$reported
+else
+  wait "$qpid" || rc=$?
+  end=$(date +%s.%N)
+fi
 if [ -z "$reported" ] && grep -q '=====IMAGEGEN-VM-REPORT-END=====' "$out/report.raw" 2>/dev/null; then
   reported=$end
 fi
 
-python3 - "$out" "$start" "${reported:-}" "$end" "$accel" "$rc" <<'PY'
+prc=0
+python3 "$here/parse-report.py" "$out/report.raw" "$out/report.json" || prc=$?
+python3 - "$out" "$start" "${reported:-}" "$end" "$accel" "$rc" "${keep_running:-}" <<'PY'
 import json, sys
-out, start, reported, end, accel, rc = sys.argv[1:]
-raw = open(out + "/report.raw", "rb").read().decode("utf-8", "replace") if __import__("os").path.exists(out + "/report.raw") else ""
-begin, endm = "=====IMAGEGEN-VM-REPORT-BEGIN=====", "=====IMAGEGEN-VM-REPORT-END====="
-if begin in raw and endm in raw:
-    body = raw.rsplit(begin, 1)[1].split(endm, 1)[0].strip()
-    json.loads(body)  # fail loudly here on a corrupt report
-    open(out + "/report.json", "w").write(body)
-t = {"accel": accel, "qemu_rc": int(rc),
+out, start, reported, end, accel, rc, keep = sys.argv[1:]
+t = {"accel": accel, "qemu_rc": None if keep and reported else int(rc),
      "to_report_s": round(float(reported) - float(start), 1) if reported else None,
-     "total_s": round(float(end) - float(start), 1)}
+     "total_s": None if keep and reported else round(float(end) - float(start), 1)}
 json.dump(t, open(out + "/timing.json", "w"))
 PY
+if [ "$prc" = 2 ]; then
+  log "the report in $out/report.raw does not decode"
+  [ -z "$keep_running" ] || "$0" --stop "$out"
+  exit 3
+fi
 
 to_report=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1])); print(t["to_report_s"])' "$out/timing.json")
 total=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1])); print(t["total_s"])' "$out/timing.json")
@@ -204,4 +267,8 @@ if [ ! -f "$out/report.json" ]; then
   tail -n 25 "$out/console.log" >&2 || true
   exit 3
 fi
-log "boot time ${to_report}s to report, ${total}s until QEMU exited (accel=$accel)"
+if [ -n "$keep_running" ]; then
+  log "boot time ${to_report}s to report (accel=$accel); still running (pid $(cat "$out/qemu.pid"), boot.sh --stop $out)"
+else
+  log "boot time ${to_report}s to report, ${total}s until QEMU exited (accel=$accel)"
+fi

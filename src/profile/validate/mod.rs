@@ -1,12 +1,13 @@
 //! The second parsing pass: the meaning of a well-formed profile file. Each section (cluster,
-//! nodes, components, resources) is checked in its own file, what spans sections (names on the
-//! host network, the DHCP range) in `across`, the grammar of each free-form string in
-//! `grammar`; every problem is recorded, with the location of its value, and reported together,
-//! so one run of `profile check` shows them all.
+//! nodes, components, resources, first_boot) is checked in its own file, what spans sections
+//! (names on the host network, the DHCP range) in `across`, the grammar of each free-form string
+//! in `grammar`; every problem is recorded, with the location of its value, and reported
+//! together, so one run of `profile check` shows them all.
 
 mod across;
 mod cluster;
 mod components;
+mod first_boot;
 mod grammar;
 mod nodes;
 mod resources;
@@ -117,6 +118,7 @@ pub(super) fn validate(raw: ProfileFile, file: &str) -> Result<Profile, ProfileE
     let has_control = raw.nodes.iter().any(|n| n.role == Role::Control);
     let components = components::check(&mut c, &raw.components, raw.cluster.cni, has_control);
     let resources = resources::check(&mut c, &raw.resources);
+    let first_boot = first_boot::check(&mut c, &raw.first_boot);
 
     let cluster = ranges.into_cluster(&raw.cluster, components.cni_spec_version);
     match cluster {
@@ -127,6 +129,7 @@ pub(super) fn validate(raw: ProfileFile, file: &str) -> Result<Profile, ProfileE
             nodes,
             components: components.list,
             resources,
+            first_boot,
         }),
         _ => {
             // Every range is known when no problem was recorded; this is a safety net.
@@ -134,10 +137,7 @@ pub(super) fn validate(raw: ProfileFile, file: &str) -> Result<Profile, ProfileE
                 c.unplaced("", "internal error: a validated value is missing");
             }
             c.problems.sort_by_key(|p| (p.line == 0, p.line, p.column));
-            Err(ProfileError {
-                file: file.to_string(),
-                problems: c.problems,
-            })
+            Err(ProfileError::new(file, c.problems))
         }
     }
 }

@@ -2,27 +2,39 @@
 """Test-only collector baked into the imagegen VM test guest.
 
 Runs once per boot after cloud-final.service, waits until cloud-init and the
-boot are done, prints one JSON report between marker lines on the second
-virtio serial port igvm.report (so kernel and systemd chatter on the console
-cannot interleave with it; the console is the fallback) and powers the machine off, which makes QEMU exit on its own.
+boot are done, runs the harness's probes (if any), prints one JSON report
+between marker lines on the virtio serial port igvm.report (so kernel and
+systemd chatter on the console cannot interleave with it) and powers the
+machine off, which makes QEMU exit on its own (unless the kernel command line
+has igvm.keep-running).
+
+Without that port (a VM started by a user's launcher has none) the report goes
+to the console (ttyS0) instead, framed so that it survives the console's other
+traffic: gzip + base64 in numbered lines that each carry a CRC-32, written twice.
+tests/vm/parse-report.py reads both forms.
 
 Every probe is wrapped so that one failing command is recorded in the report
 instead of losing the whole report: the harness decides what is an error.
 """
 
+import base64
 import glob
 import grp
+import gzip
 import hashlib
 import json
 import os
 import pwd
+import re
 import socket
 import stat
 import subprocess
 import sys
 import termios
+import threading
 import time
 import tty
+import zlib
 
 BEGIN = "=====IMAGEGEN-VM-REPORT-BEGIN====="
 END = "=====IMAGEGEN-VM-REPORT-END====="
@@ -40,20 +52,38 @@ WALK_ROOTS = [
     "/etc/modules-load.d",
     "/etc/sysctl.d",
     "/etc/netplan",
+    "/etc/etcd",
+    "/etc/kubernetes",
+    "/etc/ha.d",
+    "/usr/local/sbin",
     "/var/lib/kubelet",
     "/var/lib/kubernetes",
     "/var/lib/kube-proxy",
 ]
-SINGLE_PATHS = ["/etc/crictl.yaml", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
+# /var/lib/etcd is described itself (its mode is part of the contract), not walked: its
+# content is etcd's database.
+SINGLE_PATHS = ["/etc/crictl.yaml", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf",
+                "/var/lib/etcd", "/var/log/kube-apiserver-standin.log", "/etc/apt/sources.list"]
 GLOBS = ["/bin/containerd*", "/bin/ctr", "/usr/bin/containerd*", "/usr/bin/ctr"]
 # The harness may attach a small raw disk (the last virtio drive, so the others
 # keep the names a user's VM gives them) starting with this line and then
-# newline-separated extra paths, e.g. every path of imagegen's manifest.json.
+# newline-separated extra paths, e.g. every path of imagegen's manifest.json,
+# optionally followed by a line IMAGEGEN-VM-PROBES and a JSON list of probes:
+#   {"name": "etcd-health", "sh": "etcdctl ... endpoint health",
+#    "timeout_s": 300, "interval_s": 5, "until": "success" | "once"}
+# Each probe runs with /bin/sh -c after the boot is done (all probes at once, so
+# one that waits for another VM does not hold up the rest); with "until":
+# "success" it is retried until it exits 0 or its timeout has passed. rc,
+# stdout, stderr, attempts and elapsed seconds land in the report's "probes".
 EXTRA_PATHS_MAGIC = b"IMAGEGEN-VM-PATHS\n"
+PROBES_MAGIC = "IMAGEGEN-VM-PROBES\n"
 CONTENT_LIMIT = 64 * 1024
 LOG_LIMIT = 4 * 1024 * 1024
 UNITS = ["containerd", "kubelet", "kube-proxy", "cloud-init-local", "cloud-init",
-         "cloud-config", "cloud-final", "systemd-networkd", "systemd-resolved"]
+         "cloud-config", "cloud-final", "systemd-networkd", "systemd-resolved",
+         "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "ldirectord",
+         "imagegen-bootstrap-cluster"]
+UNIT_DIR = "/etc/systemd/system"
 
 
 def run(cmd, timeout=60):
@@ -139,17 +169,101 @@ def describe(path):
     return d
 
 
-def extra_paths():
+def harness_disk():
+    """(extra paths, probes) from the harness's disk, or ([], []) without one."""
     for dev in sorted(glob.glob("/sys/block/vd*")):
         try:
             with open("/dev/" + os.path.basename(dev), "rb") as f:
-                raw = f.read(1 << 20)
+                raw = f.read(4 << 20)
         except OSError:
             continue
         if raw.startswith(EXTRA_PATHS_MAGIC):
             text = raw[len(EXTRA_PATHS_MAGIC):].split(b"\0", 1)[0].decode("utf-8", "replace")
-            return [line.strip() for line in text.splitlines() if line.strip().startswith("/")]
-    return []
+            probes = []
+            if PROBES_MAGIC in text:
+                text, probe_text = text.split(PROBES_MAGIC, 1)
+                try:
+                    probes = json.loads(probe_text)
+                except ValueError as e:
+                    probes = [{"name": "__harness_disk__", "error": "probes are not JSON: %s" % e}]
+            paths = [line.strip() for line in text.splitlines() if line.strip().startswith("/")]
+            return paths, probes
+    return [], []
+
+
+def run_probe(p):
+    """One probe: /bin/sh -c, retried until success when asked, bounded by its timeout."""
+    if "error" in p:
+        return {"ok": False, "rc": None, "stdout": "", "stderr": p["error"], "attempts": 0,
+                "elapsed_s": 0}
+    timeout = float(p.get("timeout_s", 60))
+    interval = float(p.get("interval_s", 5))
+    retry = p.get("until", "once") == "success"
+    t0 = time.monotonic()
+    attempts = 0
+    while True:
+        attempts += 1
+        left = max(1.0, timeout - (time.monotonic() - t0))
+        r = run(["/bin/sh", "-c", p["sh"]], timeout=left)
+        done = r["rc"] == 0 or not retry or time.monotonic() - t0 + interval > timeout
+        if done:
+            return {"ok": r["rc"] == 0, "rc": r["rc"], "stdout": r["out"], "stderr": r["err"],
+                    "attempts": attempts, "elapsed_s": round(time.monotonic() - t0, 1),
+                    "sh": p["sh"]}
+        time.sleep(interval)
+
+
+def run_probes(probes):
+    results = {}
+
+    def one(p):
+        results[p.get("name", "?")] = run_probe(p)
+
+    threads = [threading.Thread(target=one, args=(p,)) for p in probes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def exec_starts():
+    """Every unit file directly under /etc/systemd/system: its Exec* command lines as systemd
+    parsed them (argv after unquoting and line continuations), and the absolute paths its
+    arguments name (whole arguments or the value after `=`), so that the harness can check that
+    every file a flag names exists on the node with the right mode."""
+    out = {}
+    try:
+        names = sorted(os.listdir(UNIT_DIR))
+    except OSError:
+        return out
+    for name in names:
+        path = os.path.join(UNIT_DIR, name)
+        if not name.endswith(".service") or os.path.islink(path) or not os.path.isfile(path) \
+                or name == "imagegen-vm-report.service":
+            continue
+        props = ["ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "ExecStop"]
+        r = run(["systemctl", "show", name, "--no-pager", "-p", ",".join(props)])
+        unit = {}
+        for line in r["out"].splitlines():
+            key, _, value = line.partition("=")
+            if key not in props or not value:
+                continue
+            cmds = []
+            for m in re.finditer(r"argv\[\]=(.*?) ; ignore_errors=", value):
+                cmds.append(m.group(1).split())
+            unit[key] = cmds
+        paths = set()
+        for cmds in unit.values():
+            for argv in cmds:
+                for arg in argv:
+                    for candidate in (arg, arg.split("=", 1)[-1]):
+                        for part in candidate.split(","):
+                            if part.startswith("/"):
+                                paths.add(part)
+        unit["paths"] = sorted(paths)
+        out[name] = unit
+    return out
 
 
 def collect_files(extra):
@@ -227,7 +341,8 @@ def cloud_init():
 def sysctls():
     out = {}
     for key in ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
-                "net.ipv4.ip_forward"]:
+                "net.ipv4.ip_forward", "net.ipv4.conf.all.arp_ignore",
+                "net.ipv4.conf.all.arp_announce"]:
         try:
             with open("/proc/sys/" + key.replace(".", "/")) as f:
                 out[key] = f.read().strip()
@@ -263,9 +378,10 @@ def ctr_version():
     return r
 
 
-def report(waits):
+def report(waits, extra, probes):
     cmdline = open("/proc/cmdline").read().strip()
-    extra = extra_paths()
+    units_exec = exec_starts()
+    described = extra + sorted({p for u in units_exec.values() for p in u["paths"]})
     cc = containerd_config()
     runc = cc.get("binary_name") or "runc"
     with open("/proc/sys/kernel/random/boot_id") as f:
@@ -287,7 +403,9 @@ def report(waits):
         "ip_route": ip_json(["route"]),
         "networkctl": run(["networkctl", "status", "--no-pager", "-a"])["out"],
         "extra_paths": extra,
-        "files": collect_files(extra),
+        "files": collect_files(described),
+        "exec_start": units_exec,
+        "probes": probes,
         "modules": modules(),
         "sysctl": sysctls(),
         "swap": {"swapon_show": run(["swapon", "--show", "--noheadings"]),
@@ -311,22 +429,62 @@ def report(waits):
     }
 
 
+FRAME_CHUNK = 96  # base64 characters per console line
+
+
+def framed(text):
+    """The report for a console shared with other writers: gzip + base64 in numbered lines,
+    each with the CRC-32 of its chunk, then the sha256 of the whole JSON."""
+    data = base64.b64encode(gzip.compress(text.encode("utf-8"), mtime=0)).decode("ascii")
+    chunks = [data[i:i + FRAME_CHUNK] for i in range(0, len(data), FRAME_CHUNK)]
+    lines = ["IGVM %d/%d %08x %s" % (i, len(chunks), zlib.crc32(c.encode("ascii")), c)
+             for i, c in enumerate(chunks)]
+    lines.append("IGVM-SHA256 %s" % hashlib.sha256(text.encode("utf-8")).hexdigest())
+    return "\n".join(lines)
+
+
+def write_all(fd, data):
+    while data:
+        n = os.write(fd, data)
+        data = data[n:]
+
+
 def emit(text):
     for dev in ("/dev/virtio-ports/igvm.report", "/dev/console"):
         try:
             fd = os.open(dev, os.O_WRONLY | os.O_NOCTTY)
         except OSError:
             continue
+        saved_tty = saved_printk = None
         try:
             if os.isatty(fd):
+                # The console: raw output (no \r inserted), kernel messages held back while the
+                # report is written, and the framed form, twice, so that a line garbled by
+                # another writer (systemd, getty) can be taken from the other copy.
+                saved_tty = termios.tcgetattr(fd)
                 tty.setraw(fd)
-            data = ("\n%s\n%s\n%s\n" % (BEGIN, text, END)).encode("utf-8")
-            while data:
-                n = os.write(fd, data)
-                data = data[n:]
-            if os.isatty(fd):
+                try:
+                    with open("/proc/sys/kernel/printk") as f:
+                        saved_printk = f.read().split()[0]
+                    with open("/proc/sys/kernel/printk", "w") as f:
+                        f.write("1")
+                except OSError:
+                    saved_printk = None
+                body = framed(text)
+                for _ in range(2):
+                    write_all(fd, ("\n%s\n%s\n%s\n" % (BEGIN, body, END)).encode("ascii"))
                 termios.tcdrain(fd)
+            else:
+                write_all(fd, ("\n%s\n%s\n%s\n" % (BEGIN, text, END)).encode("utf-8"))
         finally:
+            if saved_tty is not None:
+                termios.tcsetattr(fd, termios.TCSADRAIN, saved_tty)
+            if saved_printk is not None:
+                try:
+                    with open("/proc/sys/kernel/printk", "w") as f:
+                        f.write(saved_printk)
+                except OSError:
+                    pass
             os.close(fd)
         return dev
     return None
@@ -343,8 +501,15 @@ def main():
     # unit is Type=simple so it does not hold up the boot it waits for.
     r = run(["systemctl", "is-system-running", "--wait"], timeout=600)
     waits["is_system_running"] = {"out": r["out"].strip(), "seconds": round(time.monotonic() - t1, 1)}
+    t2 = time.monotonic()
     try:
-        text = json.dumps(report(waits), sort_keys=True)
+        extra, probes = harness_disk()
+    except Exception as e:  # noqa: BLE001
+        extra, probes = [], [{"name": "__harness_disk__", "error": "%s: %s" % (type(e).__name__, e)}]
+    probe_results = run_probes(probes)
+    waits["probes"] = {"seconds": round(time.monotonic() - t2, 1)}
+    try:
+        text = json.dumps(report(waits, extra, probe_results), sort_keys=True)
     except Exception as e:  # noqa: BLE001 - still tell the harness something
         text = json.dumps({"format": 1, "collector_error": "%s: %s" % (type(e).__name__, e)})
     dev = emit(text)

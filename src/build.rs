@@ -61,6 +61,8 @@ pub struct BuildOptions {
     pub resolve: ResolveOptions,
     /// Timestamp of every packed file and ISO date (`SOURCE_DATE_EPOCH` or a fixed default).
     pub epoch: u64,
+    /// Say each step on stderr, and where each artifact came from.
+    pub verbose: bool,
 }
 
 /// What a build wrote, for the summary line and for tests.
@@ -125,17 +127,41 @@ type Overlays = BTreeMap<Role, Overlay>;
 
 /// Runs the steps listed in the module docs.
 pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
+    let say = |line: &str| {
+        if opts.verbose {
+            eprintln!("{line}");
+        }
+    };
     let profile = profile::load(opts.profile.as_deref())?;
     let plan = plan::plan(&profile, opts.arch)?;
+    say(&format!(
+        "plan: profile {} ({}) for {}: {} VMs",
+        plan.profile,
+        plan.profile_source,
+        plan.arch,
+        plan.vms.len()
+    ));
     let templates = Templates::load(opts.templates.as_deref())?;
     let staging = Staging::create(&opts.out, opts.arch)?;
+    say(&format!("staging in {}", staging.path().display()));
 
     let overlays = match opts.payload.packed() {
-        Some(_) => stage_overlays(&plan, &opts.resolve, opts.epoch, &staging)?,
+        Some(_) => stage_overlays(&plan, &opts.resolve, opts.epoch, &staging, &say)?,
         None => Overlays::new(),
     };
+    say(&format!(
+        "PKI: {}",
+        opts.pki
+            .as_ref()
+            .map_or_else(|| opts.out.join("pki"), Clone::clone)
+    ));
     let pki = prepare_pki(&plan, opts)?;
     let payloads = role_payloads(&plan, &profile, opts, &overlays)?;
+    say(&format!(
+        "seeds: {} VMs ({} payload)",
+        plan.vms.len(),
+        opts.payload
+    ));
     let seeds = SeedInputs {
         plan: &plan,
         pki: &pki,
@@ -149,6 +175,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     if let (PayloadKind::Shared, Some(isos)) = (opts.payload, isos.as_mut()) {
         write_shared_payload_isos(&overlays, isos)?;
     }
+    say("cluster files, host files and launchers");
     let mut outputs = write_cluster_files(&seeds, staging.path())?;
     let launchers = write_host_and_launchers(&plan, opts, &overlays, staging.path(), &mut outputs)?;
     write_manifest(&plan, opts, &overlays, outputs, vms, staging.path())?;
@@ -168,6 +195,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
         isos_reused: isos.as_ref().map_or(0, |i| i.reused),
         launchers,
     };
+    say(&format!("replacing {}", report.arch_dir));
     staging.commit()?;
     Ok(report)
 }
@@ -240,6 +268,7 @@ fn stage_overlays(
     resolve_opts: &ResolveOptions,
     epoch: u64,
     staging: &Staging,
+    say: &dyn Fn(&str),
 ) -> anyhow::Result<Overlays> {
     let roles: Vec<&RolePlan> = plan
         .roles
@@ -250,7 +279,11 @@ fn stage_overlays(
     if roles.is_empty() {
         return Ok(overlays);
     }
+    say(&format!("artifacts: {}", plan.artifacts.len()));
     let resolved = resolve::resolve(&plan.artifacts, resolve_opts)?;
+    for r in &resolved {
+        say(&format!("  {}", r.source_line()));
+    }
     let artifacts = Artifacts {
         paths: resolved
             .iter()
@@ -281,6 +314,15 @@ fn stage_overlays(
             Some((_, twin)) => share_overlay(twin, role.role, staging)?,
             None => stage_role(role, &artifacts, epoch, staging)?,
         };
+        say(&format!(
+            "overlay of {}: {}",
+            role.role,
+            if ov.reused {
+                "unchanged, reused"
+            } else {
+                "packed"
+            }
+        ));
         overlays.insert(role.role, ov);
     }
     Ok(overlays)

@@ -70,9 +70,13 @@ pub fn archive_name(role: Role) -> String {
     format!("overlay-{role}.cpio.gz")
 }
 
+/// One artifact the node downloads. Everything on the node is keyed by the component, never
+/// by the URL's file name: two components whose URLs end in the same name stay two files.
 #[derive(Clone, Debug, Serialize)]
 pub struct Download {
     pub url: String,
+    /// The work file it is saved as: the component's key (`containerd`, `cni-plugins`), unpacked
+    /// into `<file>.d`.
     pub file: String,
     /// `sha256` or `sha512`; the script calls `<algorithm>sum`.
     pub algorithm: &'static str,
@@ -83,7 +87,7 @@ pub struct Download {
 pub struct FetchInstall {
     /// `whole`, `member` or `dir`.
     pub kind: &'static str,
-    /// The downloaded file it comes from.
+    /// The work file of the download it comes from (its component's key).
     pub file: String,
     /// Path inside the archive (member or directory), without a leading `./`.
     pub path: String,
@@ -140,13 +144,14 @@ pub fn fetch(
         let Some(a) = plan.artifact(&rule.component) else {
             continue;
         };
-        if !downloads.iter().any(|d| d.file == a.file_name) {
+        let work = a.component.clone();
+        if !downloads.iter().any(|d| d.file == work) {
             downloads.push(Download {
                 url: match node_mirror {
                     Some(m) => mirror_url(m, &a.url)?,
                     None => a.url.clone(),
                 },
-                file: a.file_name.clone(),
+                file: work.clone(),
                 algorithm: a.digest.algo().name(),
                 hex: a.digest.hex().to_string(),
             });
@@ -159,12 +164,12 @@ pub fn fetch(
                 ("dir", if p.is_empty() { ".".to_string() } else { p })
             }
         };
-        if kind != "whole" && !archives.contains(&a.file_name) {
-            archives.push(a.file_name.clone());
+        if kind != "whole" && !archives.contains(&work) {
+            archives.push(work.clone());
         }
         installs.push(FetchInstall {
             kind,
-            file: a.file_name.clone(),
+            file: work,
             path,
             dest: rule.dest.clone(),
             mode: format!("{:04o}", rule.mode),
@@ -226,13 +231,52 @@ mod tests {
         assert_eq!(downloads.len(), 5);
         let node = downloads
             .iter()
-            .find(|d| d.file == "kubernetes-node-linux-arm64.tar.gz")
+            .find(|d| d.file == "kubernetes-node")
             .unwrap();
         assert_eq!(node.algorithm, "sha512");
-        assert!(!archives.contains(&"runc.arm64".to_string()));
+        assert!(node.url.ends_with("/kubernetes-node-linux-arm64.tar.gz"));
+        assert!(!archives.contains(&"runc".to_string()));
         assert!(installs
             .iter()
             .any(|i| i.dest == "/usr/local/bin/kube-proxy" && i.mode == "0755"));
+    }
+
+    #[test]
+    fn two_urls_with_one_file_name_are_two_downloads() {
+        let text = profile::BUILTIN_YAML
+            .replace(
+                "download/v{version}/containerd-{version}-linux-{arch}.tar.gz",
+                "download/v{version}/release.tar.gz",
+            )
+            .replace(
+                "download/v{version}/crictl-v{version}-linux-{arch}.tar.gz",
+                "download/v{version}/release.tar.gz",
+            );
+        let prof = profile::parse(&text, "same-name").unwrap();
+        let plan = crate::plan::plan(&prof, Arch::Amd64).unwrap();
+        let RolePayload::Fetch {
+            downloads,
+            archives,
+            installs,
+            ..
+        } = fetch(
+            &plan,
+            plan.role(Role::Worker).unwrap(),
+            &FirstBoot::DEFAULT,
+            None,
+        )
+        .unwrap()
+        else {
+            panic!("expected a fetch payload");
+        };
+        let of = |work: &str| downloads.iter().filter(|d| d.file == work).count();
+        assert_eq!((of("containerd"), of("crictl")), (1, 1));
+        assert!(archives.contains(&"containerd".into()) && archives.contains(&"crictl".into()));
+        let crictl = installs
+            .iter()
+            .find(|i| i.dest == "/usr/local/bin/crictl")
+            .unwrap();
+        assert_eq!(crictl.file, "crictl");
     }
 
     #[test]
@@ -249,7 +293,7 @@ mod tests {
         .unwrap() else {
             panic!("expected a fetch payload");
         };
-        let runc = downloads.iter().find(|d| d.file == "runc.amd64").unwrap();
+        let runc = downloads.iter().find(|d| d.file == "runc").unwrap();
         assert_eq!(
             runc.url,
             "http://192.168.1.1:8080/files/github.com/opencontainers/runc/releases/download/v1.1.13/runc.amd64"

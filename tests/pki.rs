@@ -168,7 +168,7 @@ fn check_finds_what_no_longer_fits_and_a_build_says_the_same() {
         "changed.yaml",
         &[
             ("https://kubernetes:6443", "https://kubernetes:7443"),
-            ("address: 192.168.1.15 }", "address: 192.168.1.25 }"),
+            ("address: 192.168.1.15 }", "address: 192.168.1.19 }"),
             (
                 "  - { name: worker0,",
                 "  - { name: control3, id: 7, role: control, mac: \"52:52:52:00:00:07\", address: 192.168.1.17 }\n  - { name: worker0,",

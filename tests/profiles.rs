@@ -1,6 +1,7 @@
 //! The bad-profile corpus: every `tests/profiles/bad/NAME.yaml` must fail `imagegen profile check`
-//! with exactly the text in `NAME.expected` (file, line, column, key and reason), and write nothing.
-//! Every good profile must pass.
+//! with exactly the text in `NAME.expected` (each problem's key and reason, its file, line and
+//! column, the source line with a caret under the value; the run has no colour), and write
+//! nothing. Every good profile must pass. `profile check` takes several files and stdin.
 
 mod common;
 
@@ -38,10 +39,25 @@ fn every_bad_profile_fails_with_its_exact_error() {
                 out.stderr()
             ));
         }
-        // Every problem line names the file; those with a position name line and column.
-        for line in expected.lines().skip(1) {
-            assert!(line.trim_start().starts_with(&rel), "{line}");
+        // Every problem names the file (`--> FILE[:LINE:COLUMN]`), then comes the count.
+        let problems = expected
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .count()
+            - 1;
+        let places: Vec<&str> = expected
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("--> "))
+            .collect();
+        assert_eq!(places.len(), problems, "{rel}:\n{expected}");
+        for place in places {
+            assert!(place.starts_with(&rel), "{place}");
         }
+        let last = expected.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with(&format!("error: {rel}: {problems} problem")),
+            "{last}"
+        );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -78,6 +94,37 @@ fn good_profiles_pass() {
         all.push_str(&out.normalize(out.stdout()));
     }
     insta::assert_snapshot!("good-profiles-check", all);
+}
+
+#[test]
+fn check_takes_several_files_and_stdin() {
+    let good = root().join("profiles/kthw-1.31.yaml");
+    let bad = root().join("tests/profiles/bad/bad-mac.yaml");
+    let text = fs_err::read_to_string(root().join("tests/profiles/bad/unknown-role.yaml")).unwrap();
+    // Each file is checked; one bad file makes the exit status 1.
+    let out = Test::new()
+        .args(["profile", "check"])
+        .arg(&good)
+        .arg(&bad)
+        .arg("-")
+        .arg("missing.yaml")
+        .stdin(text)
+        .run()
+        .code(1);
+    insta::assert_snapshot!("check-several-and-stdin", out.snapshot());
+    // Good ones only: 0.
+    let out = Test::new()
+        .args(["profile", "check", "-"])
+        .arg(&good)
+        .stdin(fs_err::read(&good).unwrap())
+        .run()
+        .success();
+    assert_eq!(
+        out.normalize(out.stdout()),
+        "<stdin>: ok (7 nodes, 8 components)\n[ROOT]/profiles/kthw-1.31.yaml: ok (7 nodes, 8 components)\n"
+    );
+    // No file at all is a usage error.
+    Test::new().args(["profile", "check"]).run().code(2);
 }
 
 #[test]

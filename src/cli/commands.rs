@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::inputs::{self, epoch_from_env};
-use super::output::{print, println};
+use super::output::{self, print, println, Level};
 use super::{
-    ArchArg, BuildArgs, FetchArgs, HostSetupArgs, LaunchArgs, PinArchArg, PinArgs, PkiArgs,
+    arch, BuildArgs, FetchArgs, HostSetupArgs, LaunchArgs, PinArchArg, PinArgs, PkiArgs,
     PkiCheckArgs, PlanArgs,
 };
 use crate::build::{self, BuildOptions, BuildReport};
@@ -16,22 +16,23 @@ use crate::host::{self, HostKind, HostNet, SetupAction, SetupOptions};
 use crate::launch::{self, Action, LaunchOptions};
 use crate::pki::{self, PkiMode};
 use crate::plan;
-use crate::profile::{self, Arch, ProfileError};
+use crate::profile::{self, Arch};
 use crate::resolve::{self, Origin};
 
 pub(super) fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     super::interrupt::install();
     check_payload_mirrors(&a)?;
-    let mut resolve = a.resolve.options(&a.common)?;
+    let arch = a.common.arch()?;
+    let mut resolve = a.resolve.options(&a.common, arch)?;
     resolve.suggest_payload_fetch = true;
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let (ssh_keys, warning) = inputs::ssh_keys(&a.ssh_keys, home.as_deref())?;
     if let Some(w) = warning {
-        eprintln!("warning: {w}");
+        output::warn(&w);
     }
     let opts = BuildOptions {
         profile: a.common.profile,
-        arch: a.common.arch.into(),
+        arch,
         out: a.out.clone(),
         pki: a.pki,
         templates: a.templates,
@@ -41,10 +42,11 @@ pub(super) fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         iso: !a.no_iso,
         resolve,
         epoch: epoch_from_env()?,
+        verbose: output::level() == Level::Verbose,
     };
     let report = build::build(&opts)?;
     for w in &report.pki_warnings {
-        eprintln!("warning: {w}");
+        output::warn(w);
     }
     println(&summary(&report, &a.out))?;
     Ok(ExitCode::SUCCESS)
@@ -117,12 +119,14 @@ fn summary(report: &BuildReport, out: &Utf8Path) -> String {
 }
 
 pub(super) fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
+    if a.json_schema {
+        print(&plan::json_schema()?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let prof = profile::load(a.common.profile.as_deref())?;
-    let plan = plan::plan(&prof, a.common.arch.into())?;
+    let plan = plan::plan(&prof, a.common.arch()?)?;
     if a.json {
-        let mut json = serde_json::to_string_pretty(&plan)?;
-        json.push('\n');
-        print(&json)?;
+        print(&plan::render_json(&plan)?)?;
     } else {
         print(&plan::render_text(&plan))?;
     }
@@ -130,14 +134,18 @@ pub(super) fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(super) fn fetch(a: &FetchArgs) -> anyhow::Result<ExitCode> {
-    let opts = a.resolve.options(&a.common)?;
+    let arch = a.common.arch()?;
+    let opts = a.resolve.options(&a.common, arch)?;
     let prof = profile::load(a.common.profile.as_deref())?;
-    let plan = plan::plan(&prof, a.common.arch.into())?;
+    let plan = plan::plan(&prof, arch)?;
     let mut all = plan.artifacts.clone();
     all.extend(plan.pinned_only.iter().cloned());
     // The VMs' disk image: `launch` needs it, a build does not.
     all.extend(plan.base_image.iter().cloned());
     let resolved = resolve::resolve(&all, &opts)?;
+    for r in &resolved {
+        output::detail(&r.source_line());
+    }
     let downloaded = resolved
         .iter()
         .filter(|r| !matches!(r.origin, Origin::Cache))
@@ -181,25 +189,37 @@ pub(super) fn cache_dir(cache: Option<&Utf8Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Checks a profile: `ok` and exit 0, or every problem and exit 1. A file that cannot be read
-/// is an error like any other (`error: cannot read profile ...`).
-pub(super) fn profile_check(file: &Utf8Path) -> anyhow::Result<ExitCode> {
-    match profile::load(Some(file)) {
-        Ok(p) => {
-            println(&format!(
-                "{file}: ok ({} nodes, {} components)",
+/// Checks profiles (`-` reads stdin): `FILE: ok` on stdout for each good one, every problem of
+/// each bad one on stderr; exit 0 when all are good, else 1. A file that cannot be read is a
+/// problem like any other (`error: cannot read profile ...`), and the next file is checked.
+pub(super) fn profile_check(files: &[Utf8PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut failed = false;
+    for file in files {
+        let checked = if file.as_str() == "-" {
+            inputs::read_stdin()
+                .map_err(|e| anyhow::anyhow!("cannot read the profile from stdin: {e}"))
+                .and_then(|text| profile::parse(&text, "<stdin>").map_err(anyhow::Error::new))
+        } else {
+            profile::load(Some(file))
+        };
+        match checked {
+            Ok(p) => println(&format!(
+                "{}: ok ({} nodes, {} components)",
+                if file.as_str() == "-" {
+                    "<stdin>"
+                } else {
+                    file.as_str()
+                },
                 p.nodes.len(),
                 p.components.len()
-            ))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            let problems = e.downcast::<ProfileError>()?;
-            // The report is the output of this command, one line per problem (each ends in \n).
-            eprint!("{problems}");
-            Ok(ExitCode::from(1))
+            ))?,
+            Err(e) => {
+                failed = true;
+                output::error(&e);
+            }
         }
     }
+    Ok(ExitCode::from(u8::from(failed)))
 }
 
 pub(super) fn profile_show() -> anyhow::Result<ExitCode> {
@@ -248,16 +268,23 @@ pub(super) fn pin(a: &PinArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The plan the PKI is made for: `arch`, else any the profile pins completely (the PKI does not
-/// depend on the architecture).
-fn pki_plan(profile: Option<&Utf8Path>, arch: Option<ArchArg>) -> anyhow::Result<plan::Plan> {
+/// The plan the PKI is made for: `arch`, else this machine's, else the other one if the profile
+/// pins only that completely (the PKI does not depend on the architecture).
+fn pki_plan(profile: Option<&Utf8Path>, arch: Option<Arch>) -> anyhow::Result<plan::Plan> {
     let prof = profile::load(profile)?;
     Ok(match arch {
-        Some(arch) => plan::plan(&prof, arch.into())?,
-        None => match plan::plan(&prof, Arch::Amd64) {
-            Ok(p) => p,
-            Err(_) => plan::plan(&prof, Arch::Arm64)?,
-        },
+        Some(arch) => plan::plan(&prof, arch)?,
+        None => {
+            let first = arch::or_host_or_any(None);
+            let other = match first {
+                Arch::Amd64 => Arch::Arm64,
+                Arch::Arm64 => Arch::Amd64,
+            };
+            match plan::plan(&prof, first) {
+                Ok(p) => p,
+                Err(e) => plan::plan(&prof, other).map_err(|_| e)?,
+            }
+        }
     })
 }
 
@@ -279,7 +306,7 @@ pub(super) fn pki(a: &PkiArgs) -> anyhow::Result<ExitCode> {
     let _lock = build::lock_out(&a.out)?;
     let pki = pki::manage(&dir, &plan, &force, &args)?;
     for w in &pki.warnings {
-        eprintln!("warning: {w}");
+        output::warn(w);
     }
     let mut text = if !pki.created.is_empty() {
         let n = pki.created.len();
@@ -376,16 +403,7 @@ pub(super) fn host_setup(a: &HostSetupArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(super) fn launch(a: LaunchArgs) -> anyhow::Result<ExitCode> {
-    let arch: Arch = match a.arch {
-        Some(arch) => arch.into(),
-        None => match std::env::consts::ARCH {
-            "aarch64" => Arch::Arm64,
-            "x86_64" => Arch::Amd64,
-            other => {
-                anyhow::bail!("this machine is {other}: say which VMs with --arch arm64|amd64")
-            }
-        },
-    };
+    let arch = arch::or_host(a.arch)?;
     let action = if a.dry_run {
         Action::Print
     } else if a.stop {
@@ -402,9 +420,9 @@ pub(super) fn launch(a: LaunchArgs) -> anyhow::Result<ExitCode> {
         target: a.target,
         action,
         cache: a.cache.map(Utf8PathBuf::into_std_path_buf),
-        mirrors: a.mirrors,
+        mirrors: a.mirrors.clone(),
         offline: a.offline,
-        quiet: a.quiet,
+        quiet: output::level() == Level::Quiet,
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! What the CLI reads besides its arguments: the SSH public keys for the VMs (`--ssh-key` or
-//! `~/.ssh/id_*.pub`), `SOURCE_DATE_EPOCH`, and the default cache directory.
+//! `~/.ssh/id_*.pub`), `SOURCE_DATE_EPOCH`, the default cache directory, and a text on stdin
+//! (`profile check -`).
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,21 @@ pub(super) fn epoch_from_env() -> anyhow::Result<u64> {
         }),
         _ => Ok(DEFAULT_EPOCH),
     }
+}
+
+/// All of stdin as UTF-8 text, at most as large as a file of text may be
+/// ([`fsutil::TEXT_LIMIT`]).
+pub(super) fn read_stdin() -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::io::stdin()
+        .lock()
+        .take(fsutil::TEXT_LIMIT + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > fsutil::TEXT_LIMIT {
+        anyhow::bail!("larger than {} MiB", fsutil::TEXT_LIMIT >> 20);
+    }
+    Ok(text)
 }
 
 /// `--cache DIR` when given, else the default cache directory (`$IMAGEGEN_CACHE`, then the XDG

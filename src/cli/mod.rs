@@ -1,41 +1,78 @@
 //! The command line: clap definitions and dispatch (here), one function per command
-//! (`commands`; `seed_iso` has its own file for its arguments and flow), what the CLI reads
-//! besides its arguments (`inputs`: SSH keys, `SOURCE_DATE_EPOCH`, the cache directory) and how
-//! it prints (`output`). The work happens in the stage modules.
+//! (`commands`; `seed_iso` has its own file for its arguments and flow, `cache` the cache's
+//! commands), the names `--arch` takes (`arch`), completions and man pages (`manuals`), what
+//! the CLI reads besides its arguments (`inputs`: SSH keys, `SOURCE_DATE_EPOCH`, the cache
+//! directory) and how it prints (`output`: `-q`/`-v`, coloured `error:`). The work happens in
+//! the stage modules.
 
+mod arch;
+mod cache;
 mod commands;
 mod inputs;
 mod interrupt;
+mod manuals;
 mod output;
 mod seed_iso;
 
 use std::process::ExitCode;
 
 use camino::Utf8PathBuf;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::host::HostKind;
 use crate::payload::PayloadKind;
 use crate::profile::Arch;
-use crate::resolve::{Progress, ResolveOptions};
+use crate::resolve::ResolveOptions;
 
 #[derive(Parser)]
 #[command(
     name = "imagegen",
     version,
     about = "Turns a pinned cluster profile into cloud-init seeds that boot VMs as configured Kubernetes nodes",
-    after_help = "Example:\n  imagegen build --arch arm64        # seeds for the guide's cluster in out/arm64/\n  imagegen plan --arch amd64 --json  # what a build would do"
+    after_help = "Example:\n  imagegen build                     # seeds for the guide's cluster in out/<this machine's arch>/\n  imagegen plan --arch amd64 --json  # what a build would do\n\nEnvironment: IMAGEGEN_ARCH, IMAGEGEN_PROFILE, IMAGEGEN_OUT, IMAGEGEN_CACHE, IMAGEGEN_MIRROR,\nIMAGEGEN_JOBS, IMAGEGEN_OFFLINE stand for their flags (each command's --help names them);\nSOURCE_DATE_EPOCH sets every timestamp of the seeds and ISOs (default 2024-01-01); NO_COLOR\nturns colour off.\n\nExit status: 0 success, 1 an input or runtime error (a bad profile, a failed download, ...),\n2 a usage error (unknown flag, bad value), 130/143 interrupted by Ctrl-C/SIGTERM."
 )]
 struct Cli {
+    #[command(flatten)]
+    verbosity: Verbosity,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `-v` and `-q`, on every command.
+#[derive(Args)]
+struct Verbosity {
+    /// Say more on stderr: where each artifact comes from, the steps of a build
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "quiet",
+        display_order = 900
+    )]
+    verbose: bool,
+    /// Print only errors and the result: no progress, warnings or notes
+    #[arg(short, long, global = true, display_order = 901)]
+    quiet: bool,
+}
+
+impl Verbosity {
+    fn level(&self) -> output::Level {
+        if self.quiet {
+            output::Level::Quiet
+        } else if self.verbose {
+            output::Level::Verbose
+        } else {
+            output::Level::Normal
+        }
+    }
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Write every VM's seed (user-data, meta-data, network-config, seed.iso) under OUT/ARCH/
     #[command(
-        after_help = "Example:\n  imagegen build --arch arm64 --ssh-key ~/.ssh/id_ed25519.pub\n  imagegen build --arch amd64 --profile profiles/my-cluster.yaml --out /tmp/seeds"
+        after_help = "Example:\n  imagegen build --ssh-key ~/.ssh/id_ed25519.pub\n  imagegen build --arch amd64 --profile profiles/my-cluster.yaml --out /tmp/seeds\n\nEnvironment: SOURCE_DATE_EPOCH sets every timestamp of the seeds and ISOs (default\n2024-01-01), so the same inputs give the same bytes."
     )]
     Build(BuildArgs),
     /// Print what a build would do, without writing anything
@@ -78,6 +115,24 @@ enum Command {
         args_conflicts_with_subcommands = true
     )]
     Pki(PkiArgs),
+    /// Print the completion script of a shell
+    #[command(
+        after_help = "Example:\n  imagegen completions bash > ~/.local/share/bash-completion/completions/imagegen\n  imagegen completions zsh > \"${fpath[1]}/_imagegen\"\n  imagegen completions fish > ~/.config/fish/completions/imagegen.fish"
+    )]
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into DIR
+    #[command(
+        after_help = "Example:\n  imagegen man | man -l -\n  imagegen man --dir /usr/local/share/man/man1"
+    )]
+    Man {
+        /// Write imagegen.1 and a page per command (imagegen-build.1, ...) into DIR
+        #[arg(long, value_name = "DIR")]
+        dir: Option<Utf8PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -92,17 +147,18 @@ enum PkiCommand {
 #[derive(Args)]
 struct PkiCheckArgs {
     /// Profile file [default: the built-in kthw-1.31]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "IMAGEGEN_PROFILE", value_name = "FILE")]
     profile: Option<Utf8PathBuf>,
     /// Output directory whose OUT/pki (imagegen's own) is checked
-    #[arg(long, default_value = "out", value_name = "DIR")]
+    #[arg(long, env = "IMAGEGEN_OUT", default_value = "out", value_name = "DIR")]
     out: Utf8PathBuf,
     /// Check these files (the guide's names, as a build takes them with --pki) instead
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     pki: Option<Utf8PathBuf>,
-    /// Architecture to plan for [default: the first the profile pins completely]
-    #[arg(long, value_enum)]
-    arch: Option<ArchArg>,
+    /// Architecture to plan for: arm64 (also aarch64) or amd64 (also x86_64, x64), in any case
+    /// [default: this machine's, else the other one the profile pins completely]
+    #[arg(long, env = "IMAGEGEN_ARCH", value_parser = arch::ArchParser)]
+    arch: Option<Arch>,
 }
 
 #[derive(Args)]
@@ -145,14 +201,16 @@ struct PkiArgs {
     #[command(subcommand)]
     command: Option<PkiCommand>,
     /// Profile file [default: the built-in kthw-1.31]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "IMAGEGEN_PROFILE", value_name = "FILE")]
     profile: Option<Utf8PathBuf>,
     /// Output directory; the PKI goes to OUT/pki
-    #[arg(long, default_value = "out", value_name = "DIR")]
+    #[arg(long, env = "IMAGEGEN_OUT", default_value = "out", value_name = "DIR")]
     out: Utf8PathBuf,
-    /// Architecture to plan for [default: the first the profile pins completely]; the PKI is the same for both
-    #[arg(long, value_enum)]
-    arch: Option<ArchArg>,
+    /// Architecture to plan for: arm64 (also aarch64) or amd64 (also x86_64, x64), in any case
+    /// [default: this machine's, else the other one the profile pins completely]; the PKI is the
+    /// same for both
+    #[arg(long, env = "IMAGEGEN_ARCH", value_parser = arch::ArchParser)]
+    arch: Option<Arch>,
     /// Issue these identities again (key, certificate, kubeconfig) with the same CA: kubernetes, admin, a node's name, ...
     #[arg(long, value_name = "NAME", num_args = 1..)]
     force: Vec<String>,
@@ -172,27 +230,68 @@ enum CacheCommand {
         #[arg(required = true)]
         files: Vec<Utf8PathBuf>,
         /// Profile whose pins the files are matched against [default: the built-in kthw-1.31]
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, env = "IMAGEGEN_PROFILE", value_name = "FILE")]
         profile: Option<Utf8PathBuf>,
-        /// Cache directory [default: $IMAGEGEN_CACHE, else the platform cache dir]
-        #[arg(long, value_name = "DIR")]
-        cache: Option<Utf8PathBuf>,
+        #[command(flatten)]
+        cache: CacheArg,
     },
     /// Print the cache directory
     #[command(after_help = "Example:\n  du -sh \"$(imagegen cache dir)\"")]
     Dir {
-        #[arg(long, value_name = "DIR")]
-        cache: Option<Utf8PathBuf>,
+        #[command(flatten)]
+        cache: CacheArg,
     },
+    /// List the cache: each entry with its size, digest and what the profile pins it as;
+    /// partial downloads; the total
+    #[command(
+        after_help = "Example:\n  imagegen cache list\n  imagegen cache list --profile profiles/my-cluster.yaml"
+    )]
+    List {
+        /// Profile that names the entries [default: the built-in kthw-1.31]
+        #[arg(long, env = "IMAGEGEN_PROFILE", value_name = "FILE")]
+        profile: Option<Utf8PathBuf>,
+        #[command(flatten)]
+        cache: CacheArg,
+    },
+    /// Remove what no profile needs: entries none of the profiles pins, partial downloads of runs
+    /// that are gone, files of older formats; never what a running imagegen holds
+    #[command(
+        after_help = "Example:\n  imagegen cache prune --dry-run                  # what would go\n  imagegen cache prune --profile a.yaml --profile b.yaml\n  imagegen cache prune --all                      # everything but what a run holds"
+    )]
+    Prune {
+        /// Keep every file these profiles pin, for any architecture (repeatable) [default: the
+        /// built-in kthw-1.31]
+        #[arg(long = "profile", env = "IMAGEGEN_PROFILE", value_name = "FILE")]
+        profiles: Vec<Utf8PathBuf>,
+        /// Remove every entry, pinned or not
+        #[arg(long, conflicts_with = "profiles")]
+        all: bool,
+        /// Print what would be removed and remove nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        cache: CacheArg,
+    },
+}
+
+/// `--cache DIR` of the cache commands.
+#[derive(Args)]
+struct CacheArg {
+    /// Cache directory [default: $XDG_CACHE_HOME/imagegen or the platform cache dir]
+    #[arg(long = "cache", env = "IMAGEGEN_CACHE", value_name = "DIR")]
+    dir: Option<Utf8PathBuf>,
 }
 
 #[derive(Subcommand)]
 enum ProfileCommand {
-    /// Validate a profile and print every problem at once
-    #[command(after_help = "Example:\n  imagegen profile check profiles/kthw-1.31.yaml")]
+    /// Validate profiles and print every problem of each at once
+    #[command(
+        after_help = "Example:\n  imagegen profile check profiles/kthw-1.31.yaml\n  imagegen profile check profiles/*.yaml\n  generate-profile | imagegen profile check -"
+    )]
     Check {
-        /// The profile file
-        file: Utf8PathBuf,
+        /// Profile files (`-` reads stdin)
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<Utf8PathBuf>,
     },
     /// Print the built-in profile (a starting point for your own)
     #[command(after_help = "Example:\n  imagegen profile show > profiles/my-cluster.yaml")]
@@ -202,7 +301,7 @@ enum ProfileCommand {
 #[derive(Args)]
 struct HostSetupArgs {
     /// Profile file [default: the built-in kthw-1.31]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "IMAGEGEN_PROFILE", value_name = "FILE")]
     profile: Option<Utf8PathBuf>,
     /// The kind of host [default: this machine's]
     #[arg(long, value_enum)]
@@ -224,11 +323,10 @@ struct LaunchArgs {
     /// A VM of the profile, or `all` (in the profile's order)
     #[arg(value_name = "VM|all")]
     target: String,
-    /// Architecture of the VMs [default: this machine's]
-    #[arg(long, value_enum)]
-    arch: Option<ArchArg>,
+    #[arg(long, env = "IMAGEGEN_ARCH", value_parser = arch::ArchParser, help = arch::HELP)]
+    arch: Option<Arch>,
     /// The build's output directory
-    #[arg(long, default_value = "out", value_name = "DIR")]
+    #[arg(long, env = "IMAGEGEN_OUT", default_value = "out", value_name = "DIR")]
     out: Utf8PathBuf,
     /// Print the commands a start runs (disk creation, QEMU) and run nothing
     #[arg(long, conflicts_with_all = ["stop", "status"])]
@@ -240,18 +338,21 @@ struct LaunchArgs {
     #[arg(long)]
     status: bool,
     /// Cache to fetch the base image into [default: the cache the build used]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, env = "IMAGEGEN_CACHE", value_name = "DIR")]
     cache: Option<Utf8PathBuf>,
     /// Mirror in the upstream host/path layout (http://, https://, file:// or a directory),
-    /// tried before upstream (repeatable, in order)
-    #[arg(long = "mirror", value_name = "URL|DIR", value_parser = crate::resolve::parse_mirror)]
+    /// tried before upstream (repeatable, in order; IMAGEGEN_MIRROR: comma-separated)
+    #[arg(
+        long = "mirror",
+        env = "IMAGEGEN_MIRROR",
+        value_name = "URL|DIR",
+        value_delimiter = ',',
+        value_parser = crate::resolve::parse_mirror
+    )]
     mirrors: Vec<String>,
     /// Never use the network for the base image
-    #[arg(long)]
+    #[arg(long, env = "IMAGEGEN_OFFLINE", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
     offline: bool,
-    /// No download progress
-    #[arg(long, short = 'q')]
-    quiet: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -265,21 +366,6 @@ impl From<HostArg> for HostKind {
         match h {
             HostArg::Linux => HostKind::Linux,
             HostArg::Macos => HostKind::MacOs,
-        }
-    }
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ArchArg {
-    Arm64,
-    Amd64,
-}
-
-impl From<ArchArg> for Arch {
-    fn from(a: ArchArg) -> Self {
-        match a {
-            ArchArg::Arm64 => Arch::Arm64,
-            ArchArg::Amd64 => Arch::Amd64,
         }
     }
 }
@@ -306,53 +392,68 @@ impl From<PayloadArg> for PayloadKind {
 
 #[derive(Args)]
 struct ResolveArgs {
-    /// Cache directory [default: $IMAGEGEN_CACHE, else $XDG_CACHE_HOME/imagegen or the platform cache dir]
-    #[arg(long, value_name = "DIR")]
+    /// Cache directory [default: $XDG_CACHE_HOME/imagegen or the platform cache dir]
+    #[arg(long, env = "IMAGEGEN_CACHE", value_name = "DIR")]
     cache: Option<Utf8PathBuf>,
-    /// Mirror in the upstream host/path layout, tried before upstream (repeatable, in order):
-    /// an http://, https:// or file:// URL, or a directory, holding e.g.
-    /// URL/dl.k8s.io/v1.31.0/kubernetes-node-linux-arm64.tar.gz. For this machine's downloads
-    /// only: with --payload fetch the nodes download (see --node-mirror)
-    #[arg(long = "mirror", value_name = "URL|DIR", value_parser = crate::resolve::parse_mirror)]
+    /// Mirror in the upstream host/path layout, tried before upstream (repeatable, in order;
+    /// IMAGEGEN_MIRROR: comma-separated): an http://, https:// or file:// URL, or a directory,
+    /// holding e.g. URL/dl.k8s.io/v1.31.0/kubernetes-node-linux-arm64.tar.gz. For this
+    /// machine's downloads only: with --payload fetch the nodes download (see --node-mirror)
+    #[arg(
+        long = "mirror",
+        env = "IMAGEGEN_MIRROR",
+        value_name = "URL|DIR",
+        value_delimiter = ',',
+        value_parser = crate::resolve::parse_mirror
+    )]
     mirrors: Vec<String>,
     /// Never use the network (a mirror must then be a directory or file:// URL); fail listing
     /// what the cache lacks
-    #[arg(long)]
+    #[arg(long, env = "IMAGEGEN_OFFLINE", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
     offline: bool,
     /// Connections at once, shared by all downloads
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    #[arg(long, env = "IMAGEGEN_JOBS", default_value_t = 4, value_name = "N")]
     jobs: usize,
     /// Largest download allowed for a file whose size the profile does not pin (e.g. 4GiB, 500M)
     #[arg(long, default_value = "4GiB", value_name = "SIZE", value_parser = parse_size_arg)]
     max_download_size: u64,
-    /// No progress output
-    #[arg(long, short = 'q')]
-    quiet: bool,
+}
+
+/// Whether `value` came from its flag rather than from `var` in the environment: a hint names
+/// the flags of this run that `fetch` needs too, and a value from the environment is there for
+/// that `fetch` as well.
+fn given_as_flag(value: &Utf8PathBuf, var: &str) -> bool {
+    std::env::var_os(var).is_none_or(|v| v != value.as_os_str())
 }
 
 impl ResolveArgs {
-    fn options(&self, common: &Common) -> anyhow::Result<ResolveOptions> {
-        let arch: Arch = common.arch.into();
+    fn options(&self, common: &Common, arch: Arch) -> anyhow::Result<ResolveOptions> {
         let mut hint = format!("--arch {arch}");
-        if let Some(p) = &common.profile {
+        if let Some(p) = common
+            .profile
+            .as_ref()
+            .filter(|p| given_as_flag(p, "IMAGEGEN_PROFILE"))
+        {
             hint.push_str(&format!(" --profile {p}"));
         }
         self.options_with_hint(hint)
     }
 
-    /// The options, with `hint` the arguments of an `imagegen fetch` that would fill the cache.
+    /// The options, with `hint` the arguments of an `imagegen fetch` that would fill the cache
+    /// (empty: suggest none).
     fn options_with_hint(&self, mut hint: String) -> anyhow::Result<ResolveOptions> {
         let mut o = ResolveOptions::new(inputs::cache_dir(self.cache.as_deref())?);
         o.mirrors = self.mirrors.clone();
         o.offline = self.offline;
         o.jobs = self.jobs.max(1);
         o.max_download_size = self.max_download_size;
-        o.progress = if self.quiet {
-            Progress::Quiet
-        } else {
-            Progress::Auto
-        };
-        if let (false, Some(c)) = (hint.is_empty(), &self.cache) {
+        o.progress = output::level().progress();
+        if let (false, Some(c)) = (
+            hint.is_empty(),
+            self.cache
+                .as_ref()
+                .filter(|c| given_as_flag(c, "IMAGEGEN_CACHE")),
+        ) {
             hint.push_str(&format!(" --cache {c}"));
         }
         o.fetch_hint = hint;
@@ -371,12 +472,18 @@ struct FetchArgs {
 
 #[derive(Args)]
 struct Common {
-    /// Target architecture of the VMs
-    #[arg(long, value_enum)]
-    arch: ArchArg,
+    #[arg(long, env = "IMAGEGEN_ARCH", value_parser = arch::ArchParser, help = arch::HELP)]
+    arch: Option<Arch>,
     /// Profile file [default: the built-in kthw-1.31]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "IMAGEGEN_PROFILE", value_name = "FILE")]
     profile: Option<Utf8PathBuf>,
+}
+
+impl Common {
+    /// `--arch`, else this machine's.
+    fn arch(&self) -> anyhow::Result<Arch> {
+        arch::or_host(self.arch)
+    }
 }
 
 #[derive(Args)]
@@ -384,7 +491,7 @@ struct BuildArgs {
     #[command(flatten)]
     common: Common,
     /// Output directory; seeds go to OUT/ARCH/VM/
-    #[arg(long, default_value = "out", value_name = "DIR")]
+    #[arg(long, env = "IMAGEGEN_OUT", default_value = "out", value_name = "DIR")]
     out: Utf8PathBuf,
     /// Public key for ssh_authorized_keys (repeatable) [default: ~/.ssh/id_*.pub]
     #[arg(long = "ssh-key", value_name = "FILE")]
@@ -414,9 +521,12 @@ struct BuildArgs {
 struct PlanArgs {
     #[command(flatten)]
     common: Common,
-    /// Print JSON (stable field names)
-    #[arg(long)]
+    /// Print JSON (stable field names; `--json-schema` prints its schema)
+    #[arg(long, conflicts_with = "json_schema")]
     json: bool,
+    /// Print the JSON schema of `--json`'s output (docs/plan.schema.json) and nothing else
+    #[arg(long)]
+    json_schema: bool,
 }
 
 /// A size in bytes, with an optional unit (`K`, `M`, `G` and `KiB`.. are powers of 1024).
@@ -428,9 +538,12 @@ fn parse_size_arg(s: &str) -> Result<u64, String> {
 }
 
 /// Parses the arguments, runs the command, prints errors with their whole context chain.
+/// Exit status: 0 success, 1 an error of input or at run time, 2 a usage error (clap's),
+/// 130/143 interrupted (`interrupt`).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    output::set_level(cli.verbosity.level());
+    match run(cli.command) {
         Ok(code) => code,
         // The reader of our output went away (`imagegen plan | head -1`): it has what it wanted.
         Err(e) if output::is_stdout_closed(&e) => ExitCode::SUCCESS,
@@ -438,15 +551,15 @@ pub fn main() -> ExitCode {
             // A usage error found after parsing (seed-iso's two forms): shown and ended as clap's.
             Ok(usage) => usage.exit(),
             Err(e) => {
-                eprintln!("error: {e:#}");
+                output::error(&e);
                 ExitCode::from(1)
             }
         },
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Build(a) => commands::build(a),
         Command::Plan(a) => commands::plan(&a),
         Command::Fetch(a) => commands::fetch(&a),
@@ -454,10 +567,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             files,
             profile,
             cache,
-        }) => commands::cache_import(&files, profile.as_deref(), cache.as_deref()),
-        Command::Cache(CacheCommand::Dir { cache }) => commands::cache_dir(cache.as_deref()),
+        }) => commands::cache_import(&files, profile.as_deref(), cache.dir.as_deref()),
+        Command::Cache(CacheCommand::Dir { cache }) => commands::cache_dir(cache.dir.as_deref()),
+        Command::Cache(CacheCommand::List { profile, cache }) => {
+            cache::list(profile.as_deref(), cache.dir.as_deref())
+        }
+        Command::Cache(CacheCommand::Prune {
+            profiles,
+            all,
+            dry_run,
+            cache,
+        }) => cache::prune(&profiles, all, dry_run, cache.dir.as_deref()),
         Command::SeedIso(a) => seed_iso::run(a),
-        Command::Profile(ProfileCommand::Check { file }) => commands::profile_check(&file),
+        Command::Profile(ProfileCommand::Check { files }) => commands::profile_check(&files),
         Command::Profile(ProfileCommand::Show) => commands::profile_show(),
         Command::Pki(a) => match &a.command {
             Some(PkiCommand::Check(c)) => commands::pki_check(c),
@@ -466,5 +588,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pin(a) => commands::pin(&a),
         Command::HostSetup(a) => commands::host_setup(&a),
         Command::Launch(a) => commands::launch(a),
+        Command::Completions { shell } => manuals::completions(shell),
+        Command::Man { dir } => manuals::man(dir.as_deref()),
     }
+}
+
+/// The whole command-line definition (for completions and man pages).
+fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }

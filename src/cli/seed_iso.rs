@@ -20,7 +20,7 @@ use clap::error::ErrorKind;
 use clap::{Args, ValueEnum};
 
 use super::inputs::epoch_from_env;
-use super::output::StdoutClosed;
+use super::output::{self, StdoutClosed};
 use crate::digest::{self, Algo};
 use crate::fsutil;
 use crate::iso::{self, IsoData, IsoFile, IsoOptions};
@@ -269,7 +269,7 @@ fn arrange(a: &SeedIsoArgs) -> anyhow::Result<(&Utf8Path, Vec<(&Utf8Path, String
             for f in &a.files {
                 let name = stored_name(f)?;
                 if Kind::from_file_name(&name).is_some() && f.file_name() != Some(name.as_str()) {
-                    eprintln!("note: {f} is stored as {name}");
+                    output::note(&format!("{f} is stored as {name}"));
                 }
                 files.push((f.as_path(), name));
             }
@@ -505,7 +505,7 @@ fn validate(inputs: &[Input]) -> anyhow::Result<()> {
         let shown = if i.shown == "-" { "<stdin>" } else { &i.shown };
         for p in nocloud::check(kind, &i.bytes()?) {
             match p.severity {
-                Severity::Warning => eprintln!("warning: {}", p.display(shown)),
+                Severity::Warning => output::warn(&p.display(shown).to_string()),
                 Severity::Error => errors.push(p.display(shown).to_string()),
             }
         }
@@ -537,9 +537,9 @@ fn generated_meta_data(inputs: &[Input], fields: &MetaDataFields) -> anyhow::Res
     if let Some(h) = &fields.hostname {
         said.push_str(&format!(", local-hostname {h}"));
     }
-    eprintln!(
-        "note: no meta-data given: writing one with {said} (the same files give the same id)"
-    );
+    output::note(&format!(
+        "no meta-data given: writing one with {said} (the same files give the same id)"
+    ));
     Ok(Input {
         name: Kind::MetaData.file_name().into(),
         shown: "(written meta-data)".into(),

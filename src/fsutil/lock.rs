@@ -29,12 +29,17 @@ impl Lock {
     /// `io::Error` (kind `PermissionDenied` or `ReadOnlyFilesystem` on a read-only directory). Before waiting, `waiting` gets a line to show, e.g. `waiting for
     /// another imagegen (pid 4242) holding out/.lock`.
     pub fn acquire(path: &Path, waiting: impl FnOnce(&str)) -> anyhow::Result<Lock> {
-        Self::take(path, false, waiting)
+        Self::take(path, false, Some(waiting))?.context("a waiting lock gave up")
     }
 
     /// Like [`Lock::acquire`], but the lock file is deleted when the lock is released.
     pub fn acquire_transient(path: &Path, waiting: impl FnOnce(&str)) -> anyhow::Result<Lock> {
-        Self::take(path, true, waiting)
+        Self::take(path, true, Some(waiting))?.context("a waiting lock gave up")
+    }
+
+    /// Like [`Lock::acquire_transient`], but `None` at once when another process holds it.
+    pub fn try_acquire_transient(path: &Path) -> anyhow::Result<Option<Lock>> {
+        Self::take(path, true, None::<fn(&str)>)
     }
 
     /// Deletes the transient lock file at `path` if no process holds it (one left by a process
@@ -46,15 +51,22 @@ impl Lock {
         }
     }
 
-    fn take(path: &Path, transient: bool, waiting: impl FnOnce(&str)) -> anyhow::Result<Lock> {
+    /// Takes the lock; without `waiting`, gives up (`None`) when another process holds it.
+    fn take(
+        path: &Path,
+        transient: bool,
+        waiting: Option<impl FnOnce(&str)>,
+    ) -> anyhow::Result<Option<Lock>> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs_err::create_dir_all(parent)?;
         }
-        let mut waiting = Some(waiting);
+        let wait = waiting.is_some();
+        let mut waiting = waiting;
         loop {
             let mut file = open(path)?;
             match file.file().try_lock() {
                 Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) if !wait => return Ok(None),
                 Err(std::fs::TryLockError::WouldBlock) => {
                     if let Some(w) = waiting.take() {
                         w(&waiting_line(&mut file, path));
@@ -73,11 +85,11 @@ impl Lock {
                 continue;
             }
             record_pid(&mut file).with_context(|| format!("writing {}", path.display()))?;
-            return Ok(Lock {
+            return Ok(Some(Lock {
                 file,
                 path: path.to_path_buf(),
                 transient,
-            });
+            }));
         }
     }
 

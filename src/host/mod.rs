@@ -22,18 +22,16 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::plan::Plan;
-use crate::profile::{Arch, Cni};
+use crate::profile::{self, Arch, Cni};
 
 pub use setup::{setup, SetupAction, SetupOptions};
 
 /// The Linux bridge the VMs' tap devices join (the guide's name).
 pub const BRIDGE: &str = "kubr0";
 
-/// The name the API VIP has on the host and in the host network's DNS.
-pub const API_NAME: &str = "kubernetes";
-
-/// The name of the host itself on the host network (the guide's).
-pub const HOST_NAME: &str = "vmhost";
+/// The names the API VIP and the host itself have on the host network (the profile reserves
+/// them, so no node takes them).
+pub use crate::profile::{API_NAME, HOST_NAME};
 
 /// Which kind of host runs the VMs: the guide's two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,7 +137,9 @@ impl HostNet {
             kind,
             network: c.host_network,
             host_address: c.gateway,
-            dhcp_range: dhcp_range(c.gateway, &nodes, api_vip(plan)),
+            // Validation refused a profile whose range does not fit (`profile::dhcp_range`).
+            dhcp_range: profile::dhcp_range(c.gateway, nodes.iter().map(|n| n.address), c.api_vip)
+                .unwrap_or((c.gateway, c.gateway)),
             nodes,
             api_vip: api_vip(plan),
             domain: host_domain(plan).to_string(),
@@ -167,21 +167,6 @@ fn api_vip(plan: &Plan) -> Ipv4Addr {
 /// The host network's DNS domain (the profile's `cluster.host_domain`).
 fn host_domain(plan: &Plan) -> &str {
     &plan.cluster.host_domain
-}
-
-/// From the address after the host's up to the one below the VIP when the VIP lies above every
-/// node (the guide: .2 to .20, VIP .21, nodes .10 to .16), else up to the highest node address:
-/// every reservation inside, the VIP outside where the layout allows.
-fn dhcp_range(host: Ipv4Addr, nodes: &[HostNode], vip: Ipv4Addr) -> (Ipv4Addr, Ipv4Addr) {
-    let start = u32::from(host).saturating_add(1);
-    let top = nodes
-        .iter()
-        .map(|n| u32::from(n.address))
-        .max()
-        .unwrap_or(start);
-    let vip = u32::from(vip);
-    let end = if vip > top { vip - 1 } else { top }.max(start);
-    (Ipv4Addr::from(start), Ipv4Addr::from(end))
 }
 
 /// A file `build` writes to `out/<arch>/host/`.
@@ -243,10 +228,26 @@ mod tests {
     }
 
     #[test]
-    fn the_range_ends_at_the_highest_node_when_the_vip_is_below_it() {
-        let text = profile::BUILTIN_YAML.replace("api_vip: 192.168.1.21", "api_vip: 192.168.1.5");
+    fn the_range_ends_at_the_highest_node_when_the_vip_is_below_the_gateway() {
+        let text = profile::BUILTIN_YAML
+            .replace("api_vip: 192.168.1.21", "api_vip: 192.168.1.5")
+            .replace("  gateway: 192.168.1.1\n", "  gateway: 192.168.1.6\n");
         let n = net(&text, HostKind::Linux);
+        assert_eq!(n.dhcp_range.0.to_string(), "192.168.1.7");
         assert_eq!(n.dhcp_range.1.to_string(), "192.168.1.16");
+    }
+
+    #[test]
+    fn a_wide_address_is_apart_from_its_name_in_the_hosts_block() {
+        // Every host address moves to 192.168.100.0/24: 14 characters for the nodes'.
+        let text = profile::BUILTIN_YAML.replace("192.168.1.", "192.168.100.");
+        let n = net(&text, HostKind::Linux);
+        let hosts = render::hosts_block(&n);
+        assert!(hosts.contains("\n192.168.100.1 vmhost\n"), "{hosts}");
+        assert!(hosts.contains("\n192.168.100.14 worker0\n"), "{hosts}");
+        for line in hosts.lines().filter(|l| !l.starts_with('#')) {
+            assert_eq!(line.split_whitespace().count(), 2, "{line}");
+        }
     }
 
     #[test]

@@ -52,8 +52,10 @@ pub(super) fn dnsmasq_block(net: &HostNet) -> String {
 /// The `/etc/hosts` block: the host as `vmhost`, every node, the API VIP as `kubernetes`.
 pub(super) fn hosts_block(net: &HostNet) -> String {
     let mut s = String::new();
+    // Names line up in a column; an address as wide as the column still gets its space.
     let mut entry = |addr: String, name: &str| {
-        let _ = writeln!(s, "{addr:<14}{name}");
+        let pad = 14usize.saturating_sub(addr.len()).max(1);
+        let _ = writeln!(s, "{addr}{:pad$}{name}", "");
     };
     entry(net.host_address.to_string(), HOST_NAME);
     for n in &net.nodes {

@@ -15,17 +15,18 @@ use std::net::Ipv4Addr;
 
 use anyhow::bail;
 use ipnet::Ipv4Net;
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Serialize, Serializer};
 
 use crate::digest::Digest;
 use crate::profile::{
     self, Arch, Cluster, Cni, Component, ComponentKey, Profile, Role, VmResources,
 };
 
-pub use render::render_text;
+pub use render::{json_schema, render_json, render_text, SCHEMA_VERSION};
 
 /// One pinned, downloadable file for one architecture.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, JsonSchema, PartialEq, Eq)]
 pub struct Artifact {
     /// Component key in the profile, e.g. `containerd`, `kubernetes-node`.
     pub component: String,
@@ -41,7 +42,7 @@ pub struct Artifact {
 }
 
 /// Where an installed file comes from inside its artifact.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Source {
     /// The artifact itself is the file (e.g. `runc.arm64`).
@@ -61,19 +62,21 @@ pub enum Source {
 }
 
 /// One file (or, for `Source::Dir`, one set of files) a node role gets from an artifact.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, JsonSchema, PartialEq, Eq)]
 pub struct InstallRule {
     /// Matches `Artifact::component`.
     pub component: String,
     pub source: Source,
     /// Absolute path on the node: the file for `Whole`/`Member`, the directory for `Dir`.
     pub dest: String,
-    /// Unix permission bits.
+    /// Unix permission bits, in octal ("0755").
+    #[serde(serialize_with = "octal")]
+    #[schemars(with = "String", regex(pattern = MODE_PATTERN))]
     pub mode: u32,
 }
 
 /// A config file rendered for each VM of a role (`{name}` in `path` and `source` is the VM).
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, JsonSchema, PartialEq, Eq)]
 pub struct ConfigFile {
     /// Absolute path on the node.
     pub path: String,
@@ -81,7 +84,9 @@ pub struct ConfigFile {
     /// name (`pki:ca.pem`, `pki:{name}-key.pem`); or `localhost-kubeconfig:<identity>`, that
     /// identity's kubeconfig for the API server on the node itself (`https://127.0.0.1:<port>`).
     pub source: String,
-    /// Quoted octal in user-data; 0600 for keys and kubeconfigs.
+    /// Unix permission bits, in octal ("0600" for keys and kubeconfigs).
+    #[serde(serialize_with = "octal")]
+    #[schemars(with = "String", regex(pattern = MODE_PATTERN))]
     pub mode: u32,
     pub secret: bool,
     /// Only this VM of the role gets it (`None`: every VM of the role).
@@ -92,14 +97,17 @@ pub struct ConfigFile {
 }
 
 /// A directory the first-boot script creates with this mode.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, JsonSchema, PartialEq, Eq)]
 pub struct Directory {
     pub path: String,
+    /// Unix permission bits, in octal ("0700").
+    #[serde(serialize_with = "octal")]
+    #[schemars(with = "String", regex(pattern = MODE_PATTERN))]
     pub mode: u32,
 }
 
 /// How the first-boot script starts a service (after `systemctl enable`).
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Start {
     /// `systemctl restart`: returns once systemd has started it.
@@ -113,7 +121,7 @@ pub enum Start {
 }
 
 /// A systemd unit the first-boot script enables and (re)starts.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, JsonSchema, PartialEq, Eq)]
 pub struct Service {
     pub name: String,
     pub start: Start,
@@ -121,17 +129,26 @@ pub struct Service {
     pub only_on: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Taint {
     pub key: String,
     pub value: String,
     pub effect: String,
 }
 
+/// Unix permission bits as the plan's JSON spells them, for its schema.
+const MODE_PATTERN: &str = "^0[0-7]{3}$";
+
+/// Unix permission bits as the plan's JSON spells them: four octal digits ("0755"), as
+/// user-data and `chmod` write them.
+fn octal<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{mode:04o}"))
+}
+
 /// The key Kubernetes and every chart tolerates (the chapter misspells it `node-roles`).
 pub const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct VmPlan {
     pub name: String,
     pub id: u32,
@@ -142,11 +159,13 @@ pub struct VmPlan {
     pub prefix_len: u8,
     /// vCPUs, memory and disk size of the VM (the profile's `resources` for its role).
     pub resources: VmResources,
+    /// The node's pod range (Kubernetes nodes only).
+    #[schemars(with = "Option<String>", regex(pattern = profile::CIDR_PATTERN))]
     pub pod_cidr: Option<Ipv4Net>,
     pub taints: Vec<Taint>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct RolePlan {
     pub role: Role,
     pub vms: Vec<String>,
@@ -182,7 +201,7 @@ impl RolePlan {
 
 /// Everything a build of one architecture will produce, as data. `imagegen plan --json`
 /// prints this; its field names are an interface.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Plan {
     pub profile: String,
     pub profile_source: String,

@@ -1,9 +1,51 @@
-//! The human-readable form of `imagegen plan`: the cluster, the VMs, the components and, per
-//! role, every file with its mode and source, the directories, packages and services.
+//! The forms of `imagegen plan`: the human-readable text (the cluster, the VMs, the components
+//! and, per role, every file with its mode and source, the directories, packages and services,
+//! in the profile's own words), and the JSON with its version and schema.
 
 use std::fmt::Write as _;
 
+use schemars::JsonSchema;
+use serde::Serialize;
+
 use super::{Plan, RolePlan, Source, Start};
+
+/// The version of the layout of `plan --json`: raised when a field is removed, renamed or
+/// changes its meaning (a new field may appear without it).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What `plan --json` prints: the plan with the version of its layout.
+#[derive(Serialize, JsonSchema)]
+#[schemars(
+    title = "imagegen plan",
+    description = "What `imagegen build` would do for one architecture (`imagegen plan --json`). Modes are octal strings (\"0755\"), digests `sha256:<hex>` or `sha512:<hex>`."
+)]
+struct PlanDocument<'a> {
+    /// The version of this layout; a reader should refuse one it does not know.
+    #[schemars(extend("const" = 1))]
+    schema_version: u32,
+    #[serde(flatten)]
+    plan: &'a Plan,
+}
+
+/// The JSON of `plan --json`, pretty-printed, ending in a newline.
+pub fn render_json(plan: &Plan) -> serde_json::Result<String> {
+    let doc = PlanDocument {
+        schema_version: SCHEMA_VERSION,
+        plan,
+    };
+    let mut json = serde_json::to_string_pretty(&doc)?;
+    json.push('\n');
+    Ok(json)
+}
+
+/// The JSON schema of `plan --json` (docs/plan.schema.json), pretty-printed, ending in a
+/// newline.
+pub fn json_schema() -> serde_json::Result<String> {
+    let schema = schemars::schema_for!(PlanDocument<'static>);
+    let mut json = serde_json::to_string_pretty(&schema)?;
+    json.push('\n');
+    Ok(json)
+}
 
 /// The human-readable form of `imagegen plan`.
 pub fn render_text(plan: &Plan) -> String {
@@ -28,7 +70,7 @@ fn render_cluster(s: &mut String, plan: &Plan) {
     );
     let _ = writeln!(
         s,
-        "cluster: pods {} (one /{} per node), services {}, DNS {}, domain {}, API {} (VIP {}), hosts {} via {} ({:?}, domain {}), CNI {:?}",
+        "cluster: pods {} (one /{} per node), services {}, DNS {}, domain {}, API {} (VIP {}), hosts {} via {} ({}, domain {}), CNI {}",
         c.pod_cidr,
         plan.vms.iter().find_map(|v| v.pod_cidr).map(|n| n.prefix_len()).unwrap_or(0),
         c.service_cidr,
@@ -38,9 +80,9 @@ fn render_cluster(s: &mut String, plan: &Plan) {
         c.api_vip,
         c.host_network,
         c.gateway,
-        c.addressing,
+        c.addressing.as_str(),
         c.host_domain,
-        c.cni
+        c.cni.as_str()
     );
 }
 

@@ -1,8 +1,11 @@
 //! The profile's file format, as serde reads it: the first of the two parsing passes.
 //!
-//! Every struct denies unknown fields, so a misspelt key is an error with its line and column.
-//! Values that need a semantic check keep their span ([`Spanned`]) so the second pass
-//! (`validate`) can point at them; these types never leave the `profile` module.
+//! A key none of these structs has is not an error of serde's (that would stop at the first
+//! one): `keys` records every such key and reports each, with a "did you mean", and the rest of
+//! the file is still read and checked. A new struct here gets a line in `keys::known_keys`, so
+//! its problems list the keys it has. Values that need a semantic check keep their span
+//! ([`Spanned`]) so the second pass (`validate`) can point at them; these types never leave the
+//! `profile` module.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +17,6 @@ use super::{Addressing, Cni, Role};
 pub(super) type S<T> = Spanned<T>;
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct ProfileFile {
     pub name: S<String>,
     #[serde(default)]
@@ -28,7 +30,7 @@ pub(super) struct ProfileFile {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub(super) struct ClusterFile {
     pub pod_cidr: S<String>,
     pub node_pod_prefix: S<u8>,
@@ -77,7 +79,6 @@ impl Default for ClusterFile {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct NodeFile {
     pub name: S<String>,
     pub id: S<u32>,
@@ -87,7 +88,6 @@ pub(super) struct NodeFile {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct ComponentsFile {
     pub containerd: ComponentFile,
     pub runc: ComponentFile,
@@ -105,7 +105,6 @@ pub(super) struct ComponentsFile {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct ComponentFile {
     pub version: S<String>,
     pub url: S<String>,
@@ -117,7 +116,6 @@ pub(super) struct ComponentFile {
 
 // A separate type, not a shared optional field, so `spec_version` on containerd is an error.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct CniComponentFile {
     pub version: S<String>,
     pub spec_version: S<String>,
@@ -130,7 +128,7 @@ pub(super) struct CniComponentFile {
 /// `resources`: what each role's VMs get from the host. A role left out, or a key left out of
 /// a role, takes the guide's value (`validate` fills them in).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub(super) struct ResourcesFile {
     pub gateway: RoleResourcesFile,
     pub control: RoleResourcesFile,
@@ -138,7 +136,7 @@ pub(super) struct ResourcesFile {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub(super) struct RoleResourcesFile {
     pub cpus: Option<S<u32>>,
     pub memory: Option<S<String>>,
@@ -148,7 +146,7 @@ pub(super) struct RoleResourcesFile {
 /// `first_boot`: how the first-boot script of a `--payload fetch` node downloads. A key left
 /// out takes its default (`validate` fills them in).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub(super) struct FirstBootFile {
     pub fetch_attempts: Option<S<u32>>,
     pub fetch_backoff_seconds: Option<S<u32>>,

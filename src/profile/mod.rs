@@ -1,13 +1,18 @@
 //! The cluster profile: strict YAML in, a validated [`Profile`] out.
 //!
-//! Parsing is two passes. serde-saphyr reads the file format (`file`) and rejects unknown keys,
-//! wrong types and duplicate keys with a line and column; then `validate` checks the meaning
-//! (uniqueness, ranges, digests, URL placeholders) and reports every problem at once, each with
-//! the location of the value (`error`).
+//! Parsing is two passes. serde-saphyr reads the file format (`file`) and rejects wrong types
+//! and duplicate keys with a line and column, while every unknown key is collected (`keys`, placed
+//! by `source`); then `validate` checks the meaning (uniqueness, ranges, digests, URL
+//! placeholders). Every problem is reported at once, each with the location of the value and its
+//! source line (`error`).
 
+mod dhcp;
 mod error;
 mod file;
+mod keys;
+mod reserved;
 mod resources;
+mod source;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,12 +20,15 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::fsutil;
 
+pub use dhcp::dhcp_range;
 pub use error::{Problem, ProfileError};
+pub use reserved::{API_NAME, HOST_NAME, RESERVED_NODE_NAMES};
 pub use resources::{Resources, Size, VmResources};
 
 /// The guide's cluster, compiled in so `imagegen build` works from any directory.
@@ -30,7 +38,9 @@ pub const BUILTIN_YAML: &str = include_str!("../../profiles/kthw-1.31.yaml");
 /// Placeholders a component URL template may use.
 pub const URL_PLACEHOLDERS: &[&str] = &["version", "arch"];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
     Arm64,
@@ -52,7 +62,9 @@ impl fmt::Display for Arch {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Gateway,
@@ -81,20 +93,40 @@ impl fmt::Display for Role {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Addressing {
     Dhcp,
     Static,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+impl Addressing {
+    /// The profile's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Addressing::Dhcp => "dhcp",
+            Addressing::Static => "static",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Cni {
     /// CNI reference plugins with the bridge config, plus kube-proxy (the guide's default).
     Bridge,
     /// The guide's `USE_CILIUM`: no CNI plugins or configs, no kube-proxy.
     Cilium,
+}
+
+impl Cni {
+    /// The profile's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cni::Bridge => "bridge",
+            Cni::Cilium => "cilium",
+        }
+    }
 }
 
 /// Components the node contract knows how to install. A profile pins each by this key.
@@ -142,6 +174,9 @@ impl fmt::Display for ComponentKey {
 
 // The validated model.
 
+/// An IPv4 network in CIDR notation (`10.0.0.0/12`), for the JSON schema of the plan.
+pub(crate) const CIDR_PATTERN: &str = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$";
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Profile {
     pub name: String,
@@ -175,10 +210,12 @@ impl FirstBoot {
     pub const MAX_ATTEMPTS: u32 = 100;
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Cluster {
+    #[schemars(with = "String", regex(pattern = CIDR_PATTERN))]
     pub pod_cidr: Ipv4Net,
     pub node_pod_prefix: u8,
+    #[schemars(with = "String", regex(pattern = CIDR_PATTERN))]
     pub service_cidr: Ipv4Net,
     pub cluster_dns: Ipv4Addr,
     pub cluster_domain: String,
@@ -191,6 +228,7 @@ pub struct Cluster {
     pub api_vip: Ipv4Addr,
     /// The DNS domain of the host network (the guide's `kubenet`): `<node>.<host_domain>`.
     pub host_domain: String,
+    #[schemars(with = "String", regex(pattern = CIDR_PATTERN))]
     pub host_network: Ipv4Net,
     pub gateway: Ipv4Addr,
     pub dns: Vec<Ipv4Addr>,
@@ -282,6 +320,13 @@ pub fn load(path: Option<&camino::Utf8Path>) -> anyhow::Result<Profile> {
 
 /// Parses and validates profile text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Profile, ProfileError> {
+    parse_problems(text, file).map_err(|mut e| {
+        e.text = text.to_string();
+        e
+    })
+}
+
+fn parse_problems(text: &str, file: &str) -> Result<Profile, ProfileError> {
     if text.trim().is_empty() {
         return Err(ProfileError::one(
             file,
@@ -297,9 +342,29 @@ pub fn parse(text: &str, file: &str) -> Result<Profile, ProfileError> {
     let options = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
     };
-    let raw: file::ProfileFile = serde_saphyr::from_str_with_options(text, options)
-        .map_err(|e| ProfileError::one(file, error::parse_problem(&e, text)))?;
-    validate::validate(raw, file)
+    let mut unknown = Vec::new();
+    let raw: Result<file::ProfileFile, _> =
+        serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+            serde_ignored::deserialize(de, |path| unknown.extend(keys::segments(&path)))
+        });
+    // Positions are looked up only when there is a problem to place.
+    let spans = (raw.is_err() || !unknown.is_empty()).then(|| source::Spans::of(text));
+    let spans = spans.unwrap_or_default();
+    let mut problems = keys::problems(&unknown, &spans);
+    match raw {
+        Err(e) => {
+            let problem = error::parse_problem(&e, text, &spans);
+            if !keys::explains_missing(&mut problems, &problem) {
+                problems.push(problem);
+            }
+        }
+        Ok(raw) => match validate::validate(raw, file) {
+            Ok(profile) if problems.is_empty() => return Ok(profile),
+            Ok(_) => {}
+            Err(e) => problems.extend(e.problems),
+        },
+    }
+    Err(ProfileError::new(file, problems))
 }
 
 /// Fills `{version}` and `{arch}`.

@@ -29,9 +29,15 @@ impl Size {
 
     /// `<whole number><M|G|T>`, e.g. `512M`, `4G`; anything else is an error saying so.
     pub fn parse(s: &str) -> Result<Size, String> {
-        let expected =
-            || format!("expected a size like 4G or 512M (a whole number and M, G or T), got `{s}`");
-        let (digits, unit) = s.split_at(s.len().saturating_sub(1));
+        let expected = || {
+            format!(
+                "expected a size like 4G or 512M (a whole number and M, G or T), got `{}`",
+                super::validate::shown(s)
+            )
+        };
+        // The unit is the last character, whatever its width in bytes.
+        let cut = s.char_indices().last().map_or(0, |(i, _)| i);
+        let (digits, unit) = s.split_at(cut);
         let factor: u64 = match unit {
             "M" => 1,
             "G" => 1024,
@@ -73,8 +79,22 @@ impl Serialize for Size {
     }
 }
 
+impl schemars::JsonSchema for Size {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Size".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[1-9][0-9]*[MGT]$",
+            "description": "A size in binary units, as QEMU and qemu-img take it: 512M, 2G, 1T"
+        })
+    }
+}
+
 /// One VM's share of the host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct VmResources {
     pub cpus: u32,
     pub memory: Size,
@@ -138,7 +158,7 @@ mod tests {
             assert_eq!(s.to_string(), shown, "{text}");
         }
         for bad in [
-            "", "G", "4", "4GB", "4g", "04G", "-1G", "1.5G", " 4G", "4 G",
+            "", "G", "4", "4GB", "4g", "04G", "-1G", "1.5G", " 4G", "4 G", "4é", "0Gé", "é",
         ] {
             let e = Size::parse(bad).unwrap_err();
             assert!(e.contains("expected a size like 4G"), "{bad}: {e}");

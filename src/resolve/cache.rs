@@ -51,6 +51,12 @@ impl Stamp {
     }
 }
 
+/// The lock file of the work on `d` in the cache under `root` (see [`Cache::lock`]).
+pub(super) fn lock_path(root: &Path, d: &Digest) -> PathBuf {
+    root.join("tmp")
+        .join(format!("{}-{}.lock", d.algo().name(), d.hex()))
+}
+
 /// Where the cache under `root` keeps the file pinned by `d`, whether it is there or not.
 pub(super) fn entry_path(root: &Path, d: &Digest) -> PathBuf {
     root.join(d.algo().name()).join(d.hex())
@@ -100,6 +106,11 @@ impl Cache {
     /// `waiting` a line first if another process holds it.
     pub(super) fn lock(&self, d: &Digest, waiting: impl FnOnce(&str)) -> Result<fsutil::Lock> {
         fsutil::Lock::acquire_transient(&self.work_path(d, ".lock"), waiting)
+    }
+
+    /// The lock of the work on `d`, or `None` at once when another process holds it.
+    pub(super) fn try_lock(&self, d: &Digest) -> Result<Option<fsutil::Lock>> {
+        fsutil::Lock::try_acquire_transient(&self.work_path(d, ".lock"))
     }
 
     /// The partial download of `d`, as an earlier run left it (or a new, empty one). The caller

@@ -5,6 +5,7 @@
 //!
 //! - `cache`: the cache entries and their "last verified" stamps;
 //! - `import`: hand-downloaded files into the cache (`imagegen cache import`);
+//! - `contents`: what the cache holds, and pruning it (`imagegen cache list|prune`);
 //! - `mirror`: what a mirror may be, where an artifact lives on one, and which sources are tried
 //!   in which order;
 //! - `pool`: the `jobs` connections, shared by all downloads;
@@ -45,6 +46,7 @@
 //! range asked for gets one stream for that file, as before.
 
 mod cache;
+mod contents;
 mod fetch;
 mod http;
 mod import;
@@ -65,6 +67,9 @@ use anyhow::{Context as _, Result};
 use crate::digest::Digest;
 use crate::plan::Artifact;
 
+pub use contents::{
+    cache_contents, prune_cache, CacheContents, CacheEntry, PartialDownload, Pruned, StaleFile,
+};
 pub use import::import_files;
 pub use mirror::{check_offline, mirror_url, parse_mirror, parse_node_mirror};
 pub use text::{fetch_text, TEXT_LIMIT};
@@ -159,6 +164,24 @@ pub struct Resolved {
     pub artifact: Artifact,
     pub path: PathBuf,
     pub origin: Origin,
+}
+
+impl Resolved {
+    /// Where the file came from in this run, one line (what `-v` shows).
+    pub fn source_line(&self) -> String {
+        let a = &self.artifact;
+        let from = match &self.origin {
+            Origin::Cache => "the cache".to_string(),
+            Origin::Mirror { url } => format!("mirror {url}"),
+            Origin::Upstream { url } => url.clone(),
+        };
+        format!(
+            "{} {}: from {from} -> {}",
+            a.component,
+            a.version,
+            self.path.display()
+        )
+    }
 }
 
 /// Makes every artifact available in the cache, downloading what is missing (over at most

@@ -4,10 +4,11 @@
 //! node resolves from `/etc/hosts`.
 //!
 //! Every value that reaches a systemd unit or a shell line here comes from a validated profile
-//! field of a closed grammar: node names are RFC 1123 labels (`profile::validate::nodes`),
-//! addresses and ranges are parsed `Ipv4Addr`/`Ipv4Net`, the API port a `u16`, the API host a
-//! host name or IPv4 address and the domains DNS names (`profile::validate::cluster`), the
-//! architecture an enum. None of them can hold a space, a quote, `$`, `%`, `;` or `\`.
+//! field of a closed grammar (`profile::validate::grammar`): node names are lowercase RFC 1123
+//! labels, addresses and ranges are parsed `Ipv4Addr`/`Ipv4Net`, the API port a `u16`, the API
+//! host a lowercase DNS name or IPv4 address and the domains lowercase DNS names, the
+//! architecture an enum. None of them can hold a space, a quote, `$`, `%`, `;` or `\`
+//! (`tests/injection` checks every output against arbitrary values).
 
 use serde::Serialize;
 

@@ -157,15 +157,15 @@ pub fn render(inputs: &SeedInputs, vm: &VmPlan) -> anyhow::Result<Seed> {
         runcmd: vec![serde_saphyr::FlowSeq(vec![FIRST_BOOT_SCRIPT.to_string()])],
     };
     let mut user_data = String::from("#cloud-config\n");
-    let _ = writeln!(
-        user_data,
-        "# {} for {} ({}), profile {}, by imagegen {}. Generated: edit the profile, not this file.",
+    let header = format!(
+        "{} for {} ({}), profile {}, by imagegen {}. Generated: edit the profile, not this file.",
         vm.name,
         plan.arch,
         vm.role,
         plan.profile,
         env!("CARGO_PKG_VERSION")
     );
+    let _ = writeln!(user_data, "# {}", comment_text(&header));
     user_data.push_str(&serde_saphyr::to_string(&doc).context("serializing user-data")?);
 
     let network_config = network::network_config(plan, vm)?;
@@ -187,6 +187,20 @@ pub fn render(inputs: &SeedInputs, vm: &VmPlan) -> anyhow::Result<Seed> {
         network_config,
         files,
     })
+}
+
+/// `text` as the rest of a YAML comment line: the validated names it is made of are printable
+/// ASCII already; anything else (a line break that would start a top-level key) becomes `?`.
+fn comment_text(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 impl NodeFile {
@@ -246,4 +260,18 @@ pub fn kubelet_access_rbac(inputs: &SeedInputs) -> anyhow::Result<Option<String>
         .templates
         .render("kubelet-access-rbac.yaml", &ctx)
         .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::comment_text;
+
+    #[test]
+    fn a_comment_stays_one_line() {
+        assert_eq!(comment_text("kthw-1.31 for arm64"), "kthw-1.31 for arm64");
+        assert_eq!(
+            comment_text("x\nbootcmd: [[touch, /root/pwned]]\r\u{2028}é"),
+            "x?bootcmd: [[touch, /root/pwned]]???"
+        );
+    }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub mod archive;
+pub mod first_boot;
 pub mod fs;
 pub mod http;
 pub mod iso;
@@ -17,7 +18,7 @@ pub mod vfat;
 pub mod vm;
 
 #[allow(unused_imports)]
-pub use test::{Output, Running, Test};
+pub use test::{Output, Running, Test, TESTER_ENV};
 
 /// The repository root.
 pub fn root() -> &'static Path {
@@ -42,6 +43,9 @@ pub fn imagegen() -> Command {
     // Builds must not depend on the tester's own keys or cache.
     c.env("HOME", root().join("tests/fixtures/home-does-not-exist"));
     c.env_remove("SOURCE_DATE_EPOCH");
+    for var in TESTER_ENV {
+        c.env_remove(var);
+    }
     c
 }
 

@@ -3,9 +3,11 @@
 //!
 //! A [`Test`] owns a temp dir: it is the run's working directory, holds the `HOME` the binary
 //! sees (so the tester's `~/.ssh` keys never end up in a seed) and the download cache
-//! (`IMAGEGEN_CACHE`, unless the test sets it). `SOURCE_DATE_EPOCH` and `XDG_CACHE_HOME` are
-//! removed so the tester's shell cannot change timestamps or the cache. Clones share the temp
-//! dir, so one test can run several commands against the same output.
+//! (`IMAGEGEN_CACHE`, unless the test sets it). `SOURCE_DATE_EPOCH`, `XDG_CACHE_HOME`, the
+//! variables that stand for flags (`IMAGEGEN_ARCH`, ...) and those that turn colour on or off
+//! are removed so the tester's shell cannot change timestamps, the cache, the arguments or the
+//! output. Clones share the temp dir, so one test can run several commands against the same
+//! output.
 //!
 //! The [`Output`] of a run asserts the exit status (printing stdout and stderr when it is not
 //! the expected one) and normalizes text for snapshots: the temp dir becomes `[TEMP]`, the
@@ -32,6 +34,19 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::root;
+
+/// Variables of the tester's shell that would change a run: flags' stand-ins and colour.
+pub const TESTER_ENV: &[&str] = &[
+    "IMAGEGEN_ARCH",
+    "IMAGEGEN_PROFILE",
+    "IMAGEGEN_OUT",
+    "IMAGEGEN_MIRROR",
+    "IMAGEGEN_JOBS",
+    "IMAGEGEN_OFFLINE",
+    "NO_COLOR",
+    "CLICOLOR",
+    "CLICOLOR_FORCE",
+];
 
 /// A run of `imagegen` being put together; see the module docs.
 #[derive(Clone)]
@@ -180,6 +195,9 @@ impl Test {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        for var in TESTER_ENV {
+            cmd.env_remove(var);
+        }
         for (k, v) in &self.env {
             match v {
                 Some(v) => cmd.env(k, v),

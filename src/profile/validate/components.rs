@@ -1,14 +1,16 @@
 //! The `components` section: each pinned component has a version, an http(s) URL template
 //! with known placeholders only, and a well-formed digest per known architecture; the CNI
 //! plugins are there when the cluster needs them, etcd and the Kubernetes server binaries when
-//! it has control nodes, and the server binaries are of the kubelets' release.
+//! it has control nodes, and the server binaries are of the kubelets' release; two components
+//! that download the same URL pin the same digest.
 
 use std::collections::BTreeMap;
 
+use super::grammar::{is_label, is_url_char, is_version, shown, MAX_URL, MAX_VERSION};
 use super::Checker;
 use crate::digest::Digest;
 use crate::profile::file::{ComponentsFile, S};
-use crate::profile::{Arch, Cni, Component, ComponentKey, URL_PLACEHOLDERS};
+use crate::profile::{expand_url, Arch, Cni, Component, ComponentKey, URL_PLACEHOLDERS};
 
 /// The checked components, in profile order, and the CNI spec version when the CNI plugins are
 /// pinned.
@@ -81,6 +83,7 @@ pub(super) fn check(
             &f.sizes,
         ));
     }
+    same_url_same_digest(c, &list, cp);
     if let Some(server) = &cp.kubernetes_server {
         // One release: the API server, the controllers and the kubelets must agree.
         if server.version.value != node.version.value {
@@ -89,7 +92,8 @@ pub(super) fn check(
                 "components.kubernetes-server.version",
                 format!(
                     "must equal components.kubernetes-node.version ({}), got `{}`: the control plane and the kubelets come from one Kubernetes release",
-                    node.version.value, server.version.value
+                    shown(&node.version.value),
+                    shown(&server.version.value)
                 ),
             );
         }
@@ -188,14 +192,15 @@ fn check_sizes(
 
 fn check_version(c: &mut Checker, version: &S<String>, key: &str) {
     let v = &version.value;
-    let ok = v.starts_with(|ch: char| ch.is_ascii_digit())
-        && v.chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || ".-+_".contains(ch));
-    if !ok {
+    if !is_version(v) {
         c.at(
             version,
             key,
-            format!("expected a version like 1.7.20, got `{v}`"),
+            format!(
+                "expected a version like 1.7.20 (a digit, then up to {} ASCII letters, digits, '.', '+', '_' and '-'), got `{}`",
+                MAX_VERSION - 1,
+                shown(v)
+            ),
         );
     }
 }
@@ -210,58 +215,178 @@ fn check_spec_version(c: &mut Checker, sv: &S<String>) {
         c.at(
             sv,
             "components.cni-plugins.spec_version",
-            format!("expected a CNI spec version like 1.0.0, got `{}`", sv.value),
+            format!(
+                "expected a CNI spec version like 1.0.0, got `{}`",
+                shown(&sv.value)
+            ),
         );
     }
 }
 
+/// An http(s) URL whose placeholders are known, made of characters that mean nothing to a
+/// shell or a config file (`grammar::is_url_char`), with `%` only as a percent-escape, and a
+/// host and a file name once the placeholders are filled.
 fn check_url_template(c: &mut Checker, url: &S<String>, key: &str) {
-    let u = &url.value;
-    if !(u.starts_with("https://") || u.starts_with("http://")) {
-        c.at(
-            url,
-            key,
-            format!("expected an http(s) URL template, got `{u}`"),
-        );
+    if let Some(problem) = url_text_problem(&url.value) {
+        c.at(url, key, problem);
         return;
     }
-    if u.chars()
-        .any(|ch| ch.is_whitespace() || "\"'`$\\<>|;&".contains(ch))
-    {
-        c.at(
-            url,
-            key,
-            "URL contains a character that is not allowed (whitespace, quotes, `$`, `\\`, `<>|;&`)",
-        );
+    let problems = placeholder_problems(&url.value);
+    let shape_known = problems.is_empty();
+    for p in problems {
+        c.at(url, key, p);
     }
-    let mut rest = u.as_str();
+    if shape_known {
+        check_url_shape(c, url, key);
+    }
+}
+
+/// What is wrong with the text of a URL template: its scheme, its length, a character it may
+/// not hold, a `%` that starts no escape.
+fn url_text_problem(u: &str) -> Option<String> {
+    if !(u.starts_with("https://") || u.starts_with("http://")) {
+        return Some(format!(
+            "expected an http(s) URL template, got `{}`",
+            shown(u)
+        ));
+    }
+    if u.split_once("://")
+        .is_some_and(|(_, rest)| rest.starts_with('/'))
+    {
+        return Some("the URL names no host".into());
+    }
+    if u.len() > MAX_URL {
+        return Some(format!(
+            "URL is {} characters long; at most {MAX_URL}",
+            u.len()
+        ));
+    }
+    let mut bad: Vec<char> = Vec::new();
+    for ch in u
+        .chars()
+        .filter(|&ch| !is_url_char(ch) && ch != '{' && ch != '}')
+    {
+        if !bad.contains(&ch) {
+            bad.push(ch);
+        }
+    }
+    if !bad.is_empty() {
+        let listed: String = bad
+            .iter()
+            .take(8)
+            .map(|ch| format!("`{}` ", shown(&ch.to_string())))
+            .collect();
+        return Some(format!(
+            "URL contains {listed}which a URL template may not hold (allowed: ASCII letters, digits, `-._~:/?=@+,`, `%` before two hex digits, and the placeholders)"
+        ));
+    }
+    let bytes = u.as_bytes();
+    let bad_escape = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    bad_escape.then(|| "`%` in a URL must start a percent-escape like %2B".into())
+}
+
+/// Every `{...}` is a known placeholder and every brace is matched; the URL names a file.
+fn placeholder_problems(u: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut rest = u;
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
         let Some(close) = after.find('}') else {
-            c.at(url, key, "unclosed `{` in URL template");
-            return;
+            return vec!["unclosed `{` in URL template".into()];
         };
         let name = &after[..close];
         if !URL_PLACEHOLDERS.contains(&name) {
-            c.at(
-                url,
-                key,
-                format!(
-                    "unknown placeholder `{{{name}}}` (known: {})",
-                    URL_PLACEHOLDERS
-                        .iter()
-                        .map(|p| format!("{{{p}}}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
+            problems.push(format!(
+                "unknown placeholder `{{{}}}` (known: {})",
+                shown(name),
+                URL_PLACEHOLDERS
+                    .iter()
+                    .map(|p| format!("{{{p}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         rest = &after[close + 1..];
     }
     if rest.contains('}') {
-        c.at(url, key, "unmatched `}` in URL template");
+        problems.push("unmatched `}` in URL template".into());
+    } else if u.ends_with('/') {
+        problems.push("URL must name a file, not end with `/`".into());
     }
-    if u.ends_with('/') {
-        c.at(url, key, "URL must name a file, not end with `/`");
+    problems
+}
+
+/// With the placeholders filled (a valid version has no character that changes a URL's
+/// shape), the URL has a host and its path ends in a file name.
+fn check_url_shape(c: &mut Checker, url: &S<String>, key: &str) {
+    let expanded = expand_url(&url.value, "1.0.0", Arch::Amd64);
+    let parsed = reqwest::Url::parse(&expanded);
+    let problem = match &parsed {
+        Err(e) => Some(format!("not a URL once filled in ({e})")),
+        Ok(p) if p.host_str().is_none_or(str::is_empty) => {
+            Some("the URL names no host".to_string())
+        }
+        Ok(p) if !p.host_str().is_some_and(is_host) => Some(format!(
+            "the URL's host `{}` is neither a host name nor an IPv4 address",
+            p.host_str().unwrap_or_default()
+        )),
+        Ok(p) => match p.path().rsplit('/').next() {
+            None | Some("") | Some(".") | Some("..") => {
+                Some("the URL's path must end in a file name".to_string())
+            }
+            Some(_) => None,
+        },
+    };
+    if let Some(p) = problem {
+        c.at(url, key, p);
+    }
+}
+
+/// A host name of non-empty labels (the URL parser has lowercased it) or an IPv4 address.
+fn is_host(h: &str) -> bool {
+    h.parse::<std::net::Ipv4Addr>().is_ok() || h.len() <= 253 && h.split('.').all(is_label)
+}
+
+/// Two components that download the same URL for an architecture pin the same digest there:
+/// else one of them fails its check on every build and every node.
+fn same_url_same_digest(c: &mut Checker, list: &[Component], cp: &ComponentsFile) {
+    let url_span = |key: ComponentKey| -> Option<&S<String>> {
+        match key {
+            ComponentKey::Containerd => Some(&cp.containerd.url),
+            ComponentKey::Runc => Some(&cp.runc.url),
+            ComponentKey::Crictl => Some(&cp.crictl.url),
+            ComponentKey::CniPlugins => cp.cni_plugins.as_ref().map(|f| &f.url),
+            ComponentKey::KubernetesNode => Some(&cp.kubernetes_node.url),
+            ComponentKey::KubernetesServer => cp.kubernetes_server.as_ref().map(|f| &f.url),
+            ComponentKey::Etcd => cp.etcd.as_ref().map(|f| &f.url),
+            ComponentKey::BaseImage => cp.base_image.as_ref().map(|f| &f.url),
+        }
+    };
+    for (i, a) in list.iter().enumerate() {
+        for b in &list[..i] {
+            for (arch, da) in &a.digests {
+                let Some(db) = b.digests.get(arch) else {
+                    continue;
+                };
+                let url = expand_url(&a.url_template, &a.version, *arch);
+                if da != db && url == expand_url(&b.url_template, &b.version, *arch) {
+                    if let Some(span) = url_span(a.key) {
+                        c.at(
+                            span,
+                            format!("components.{}.url", a.key),
+                            format!(
+                                "downloads the same file as components.{} for {arch} ({}) but pins another digest",
+                                b.key,
+                                shown(&url)
+                            ),
+                        );
+                    }
+                }
+            }
+        }
     }
 }

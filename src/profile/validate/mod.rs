@@ -1,10 +1,14 @@
 //! The second parsing pass: the meaning of a well-formed profile file. Each section (cluster,
-//! nodes, components, resources, first_boot) is checked in its own file; every problem is recorded, with the location
-//! of its value, and reported together, so one run of `profile check` shows them all.
+//! nodes, components, resources, first_boot) is checked in its own file, what spans sections
+//! (names on the host network, the DHCP range) in `across`, the grammar of each free-form string
+//! in `grammar`; every problem is recorded, with the location of its value, and reported
+//! together, so one run of `profile check` shows them all.
 
+mod across;
 mod cluster;
 mod components;
 mod first_boot;
+mod grammar;
 mod nodes;
 mod resources;
 
@@ -16,6 +20,7 @@ use serde_saphyr::Spanned;
 use super::error::{Problem, ProfileError};
 use super::file::{ProfileFile, S};
 use super::{Profile, Role};
+pub(super) use grammar::shown;
 
 /// Collects problems; the section checks add to it and carry on.
 #[derive(Default)]
@@ -24,13 +29,14 @@ struct Checker {
 }
 
 impl Checker {
-    /// A problem at the value `span`.
+    /// A problem at the value `span`. The message is kept on one line whatever value it quotes
+    /// (`shown`), so a problem can neither split the report nor hide in it.
     fn at<T>(&mut self, span: &Spanned<T>, key: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
             line: span.referenced.line(),
             column: span.referenced.column(),
-            key: key.into(),
-            message: message.into(),
+            key: shown(&key.into()),
+            message: shown(&message.into()),
         });
     }
 
@@ -39,8 +45,8 @@ impl Checker {
         self.problems.push(Problem {
             line: 0,
             column: 0,
-            key: key.into(),
-            message: message.into(),
+            key: shown(&key.into()),
+            message: shown(&message.into()),
         });
     }
 
@@ -53,7 +59,7 @@ impl Checker {
                     key,
                     format!(
                         "expected an IPv4 address like 192.168.1.10, got `{}`",
-                        v.value
+                        shown(&v.value)
                     ),
                 );
                 None
@@ -70,7 +76,7 @@ impl Checker {
                     key,
                     format!(
                         "`{}` has host bits set; the network is {}",
-                        v.value,
+                        shown(&v.value),
                         n.trunc()
                     ),
                 );
@@ -80,7 +86,10 @@ impl Checker {
                 self.at(
                     v,
                     key,
-                    format!("expected an IPv4 CIDR like 10.0.0.0/12, got `{}`", v.value),
+                    format!(
+                        "expected an IPv4 CIDR like 10.0.0.0/12, got `{}`",
+                        shown(&v.value)
+                    ),
                 );
                 None
             }
@@ -92,11 +101,20 @@ impl Checker {
 /// by position (problems without one last).
 pub(super) fn validate(raw: ProfileFile, file: &str) -> Result<Profile, ProfileError> {
     let mut c = Checker::default();
-    if raw.name.value.trim().is_empty() {
-        c.at(&raw.name, "name", "must not be empty");
+    if !grammar::is_profile_name(&raw.name.value) {
+        c.at(
+            &raw.name,
+            "name",
+            format!(
+                "expected a profile name of 1 to {} ASCII letters, digits, '.', '_' and '-', starting with a letter or digit, like kthw-1.31, got `{}`",
+                grammar::MAX_PROFILE_NAME,
+                shown(&raw.name.value)
+            ),
+        );
     }
     let ranges = cluster::check(&mut c, &raw.cluster);
     let nodes = nodes::check(&mut c, &raw.nodes, &ranges);
+    across::check(&mut c, &raw, &ranges);
     let has_control = raw.nodes.iter().any(|n| n.role == Role::Control);
     let components = components::check(&mut c, &raw.components, raw.cluster.cni, has_control);
     let resources = resources::check(&mut c, &raw.resources);
@@ -119,36 +137,7 @@ pub(super) fn validate(raw: ProfileFile, file: &str) -> Result<Profile, ProfileE
                 c.unplaced("", "internal error: a validated value is missing");
             }
             c.problems.sort_by_key(|p| (p.line == 0, p.line, p.column));
-            Err(ProfileError {
-                file: file.to_string(),
-                problems: c.problems,
-            })
+            Err(ProfileError::new(file, c.problems))
         }
-    }
-}
-
-/// RFC 1123 host name (labels of letters, digits and '-').
-fn is_hostname(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hostnames() {
-        assert!(is_hostname("worker0"));
-        assert!(!is_hostname("-bad"));
-        assert!(!is_hostname("under_score"));
-        assert!(!is_hostname(&"a".repeat(64)));
     }
 }

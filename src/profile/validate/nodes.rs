@@ -1,19 +1,23 @@
-//! The `nodes` section: each node's name, MAC and address are well formed and unique, its
-//! address lies in the host network and is neither the gateway's nor the API's virtual IP, and
-//! every Kubernetes node's id has a pod CIDR.
+//! The `nodes` section: each node's name, MAC and address are well formed and unique (names up
+//! to case: host names are case-insensitive), no name is one the cluster reserves, each MAC is
+//! a unicast one, each address lies in the host network and is neither the gateway's nor the
+//! API's virtual IP, and every Kubernetes node's id has a pod CIDR.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use super::cluster::Ranges;
-use super::{is_hostname, Checker};
+use super::grammar::{is_label, shown};
+use super::Checker;
 use crate::profile::file::NodeFile;
+use crate::profile::reserved::reserved;
 use crate::profile::{subnet_capacity, Node};
 
-/// Values already taken, each with the line of its first use.
+/// Values already taken, each with the line of its first use (names in lowercase).
 #[derive(Default)]
 struct Seen {
-    names: BTreeMap<String, u64>,
+    /// Lowercase name -> the name as written and its line.
+    names: BTreeMap<String, (String, u64)>,
     ids: BTreeMap<u32, u64>,
     macs: BTreeMap<String, u64>,
     addresses: BTreeMap<Ipv4Addr, u64>,
@@ -75,28 +79,43 @@ pub(super) fn check(c: &mut Checker, raw: &[NodeFile], ranges: &Ranges) -> Vec<N
 }
 
 fn check_name_and_id(c: &mut Checker, n: &NodeFile, key: &dyn Fn(&str) -> String, seen: &mut Seen) {
-    if !is_hostname(&n.name.value) || n.name.value.contains('.') {
+    let name = &n.name.value;
+    if !is_label(name) {
         c.at(
             &n.name,
             key("name"),
             format!(
-                "`{}` is not a valid host name (letters, digits and '-', 1 to 63 characters, not starting or ending with '-')",
-                n.name.value
+                "`{}` is not a valid host name (lowercase letters, digits and '-', 1 to 63 characters, not starting or ending with '-'; Kubernetes knows a node by its lowercase host name)",
+                shown(name)
             ),
+        );
+    } else if let Some(what) = reserved(name) {
+        c.at(
+            &n.name,
+            key("name"),
+            format!("node name `{name}` is reserved: {what}"),
         );
     }
-    if let Some(prev) = seen
-        .names
-        .insert(n.name.value.clone(), n.name.referenced.line())
-    {
-        c.at(
+    let folded = name.to_lowercase();
+    match seen.names.get(&folded) {
+        Some((first, line)) if first == name => c.at(
+            &n.name,
+            key("name"),
+            format!("duplicate node name `{}` (first at line {line})", shown(name)),
+        ),
+        Some((first, line)) => c.at(
             &n.name,
             key("name"),
             format!(
-                "duplicate node name `{}` (first at line {prev})",
-                n.name.value
+                "duplicate node name `{}`: `{}` at line {line} is the same host name (host names are compared without case)",
+                shown(name),
+                shown(first)
             ),
-        );
+        ),
+        None => {
+            seen.names
+                .insert(folded, (name.clone(), n.name.referenced.line()));
+        }
     }
     if let Some(prev) = seen.ids.insert(n.id.value, n.id.referenced.line()) {
         c.at(
@@ -120,11 +139,14 @@ fn check_mac(
             key("mac"),
             format!(
                 "expected a MAC address like 52:52:52:00:00:04, got `{}`",
-                n.mac.value
+                shown(&n.mac.value)
             ),
         );
         return None;
     };
+    if let Some(problem) = not_unicast(&mac) {
+        c.at(&n.mac, key("mac"), problem);
+    }
     if let Some(prev) = seen.macs.insert(mac.clone(), n.mac.referenced.line()) {
         c.at(
             &n.mac,
@@ -175,6 +197,28 @@ fn check_address(
         );
     }
     Some(a)
+}
+
+/// Why `mac` (normalised) cannot be a NIC's address: all zeros, or a group address (the I/G bit,
+/// the lowest bit of the first octet, set), which the broadcast address is too. A locally
+/// administered address (the next bit) is fine: QEMU's own are.
+fn not_unicast(mac: &str) -> Option<String> {
+    let first = u8::from_str_radix(&mac[..2], 16).ok()?;
+    if mac == "00:00:00:00:00:00" {
+        Some(format!("MAC {mac} is all zeros; a NIC needs a unicast MAC"))
+    } else if mac == "ff:ff:ff:ff:ff:ff" {
+        Some(format!(
+            "MAC {mac} is the broadcast address; a NIC needs a unicast MAC"
+        ))
+    } else if first & 1 == 1 {
+        Some(format!(
+            "MAC {mac} is a multicast address (the lowest bit of its first octet, the I/G bit, is set); a NIC needs a unicast MAC, e.g. the locally administered {:02x}{}",
+            (first & !1) | 2,
+            &mac[2..]
+        ))
+    } else {
+        None
+    }
 }
 
 /// Six colon-separated pairs of hex digits, lowercased; `None` otherwise.

@@ -473,10 +473,15 @@ def main():
                       ("system:kube-controller-manager", "system:kube-controller-manager")):
         line = "client CN=%s O=%s GET /healthz -> 200" % (user, org)
         try:
-            wait_for(user, lambda: line in api_log(), 20)
+            wait_for(user, lambda: line in api_log(), 60)
             check(True, "%s reached the API with its kubeconfig" % user)
         except RuntimeError:
             check(False, "%s reached the API with its kubeconfig" % user, api_log()[-1500:])
+    # The API logs the request before the kubelet logs the answer: wait for the answer too.
+    try:
+        wait_for("the kubelet's log", lambda: "-> 200 ok" in logtext("kubelet"), 60)
+    except RuntimeError:
+        pass
     check("-> 200 ok" in logtext("kubelet") and "STAND-IN" in logtext("kubelet"),
           "the kubelet logs the answer and says it is a stand-in", logtext("kubelet"))
 

@@ -85,8 +85,27 @@ fn pki_makes_what_genauth_makes_and_openssl_agrees() {
         "{printed}"
     );
     let pki = t.temp().join("out/pki");
+    check_subjects(&pki);
+    check_api_and_node_names(&pki);
+    check_kubeconfigs(&pki);
+    check_encryption_config(&pki);
+    // A second run completes nothing and changes nothing.
+    let before = common::fs::read_tree(&pki);
+    let again = t.clone().args(["pki", "--out", "out"]).run().success();
+    assert!(
+        again.stdout().contains("nothing created"),
+        "{}",
+        again.stdout()
+    );
+    assert!(
+        common::fs::read_tree(&pki) == before,
+        "a second run changed out/pki"
+    );
+}
 
-    // Who is who: the API server reads CN as the user, O as the group.
+/// Who is who: the API server reads CN as the user, O as the group; every certificate verifies
+/// against the CA and its key is 0600.
+fn check_subjects(pki: &Path) {
     let mut expected: Vec<(String, String, String)> = [
         ("kubernetes", "kubernetes", "Kubernetes"),
         ("admin", "admin", "system:masters"),
@@ -124,7 +143,10 @@ fn pki_makes_what_genauth_makes_and_openssl_agrees() {
         !pki.join("gateway.pem").exists(),
         "the gateway is no Kubernetes node"
     );
+}
 
+/// The API server's names (the Service IP, the VIP, every control node) and a node's own.
+fn check_api_and_node_names(pki: &Path) {
     let api = sans(&pki.join("kubernetes.pem"));
     for s in [
         "IP Address:10.32.0.1",
@@ -153,8 +175,11 @@ fn pki_makes_what_genauth_makes_and_openssl_agrees() {
             "IP Address:192.168.1.15"
         ]
     );
+}
 
-    // Kubeconfigs: the API endpoint, the CA, and the identity's own certificate.
+/// Kubeconfigs: the API endpoint, the CA, and the identity's own certificate.
+fn check_kubeconfigs(pki: &Path) {
+    let ca = pki.join("ca.pem");
     let ca_pem = fs_err::read_to_string(&ca).unwrap();
     for stem in [
         "admin",
@@ -188,8 +213,10 @@ fn pki_makes_what_genauth_makes_and_openssl_agrees() {
     }
     assert!(!pki.join("kubernetes.kubeconfig").exists());
     assert!(!pki.join("service-account.kubeconfig").exists());
+}
 
-    // The encryption config: one aescbc key of 32 bytes.
+/// The encryption config: one aescbc key of 32 bytes, 0600.
+fn check_encryption_config(pki: &Path) {
     let enc = pki.join("encryption-config.yaml");
     assert_eq!(mode(&enc), 0o600);
     let e = yaml(&fs_err::read_to_string(&enc).unwrap());
@@ -199,19 +226,6 @@ fn pki_makes_what_genauth_makes_and_openssl_agrees() {
         .decode(key["secret"].as_str().unwrap())
         .unwrap();
     assert_eq!(secret.len(), 32);
-
-    // A second run completes nothing and changes nothing.
-    let before = common::fs::read_tree(&pki);
-    let again = t.clone().args(["pki", "--out", "out"]).run().success();
-    assert!(
-        again.stdout().contains("nothing created"),
-        "{}",
-        again.stdout()
-    );
-    assert!(
-        common::fs::read_tree(&pki) == before,
-        "a second run changed out/pki"
-    );
 }
 
 #[test]

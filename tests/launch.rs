@@ -323,38 +323,73 @@ fn launch_start_status_stop_run_the_scripts_and_keep_the_disk() {
     let out = build(&t, "amd64");
     let state = out.join("vms/amd64");
     let _kill = KillStandins(state.clone());
-    let tools = t.temp().join("tools");
-    fs_err::create_dir(&tools).unwrap();
-    standin_qemu(&tools);
-    let base = t.temp().join("base.qcow2");
-    let o = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&base)
-        .arg("64M")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let firmware = t.temp().join("firmware.fd");
-    fs_err::write(&firmware, "").unwrap();
-    let leases = t.temp().join("dnsmasq.leases");
-    let launch = |args: &[&str]| {
-        t.clone()
+    let l = Launcher::new(&t);
+    let (pid, inode) = first_start(&l, &out, &state);
+    status_and_stop(&l, &pid);
+    second_start(&l, &state, inode);
+}
+
+/// `imagegen launch --arch amd64` with a stand-in QEMU first on `PATH` and every override
+/// pointing into the test's directory (an empty qcow2 as base image, an empty firmware file).
+struct Launcher {
+    t: Test,
+    tools: PathBuf,
+    base: PathBuf,
+    firmware: PathBuf,
+    leases: PathBuf,
+}
+
+impl Launcher {
+    fn new(t: &Test) -> Self {
+        let tools = t.temp().join("tools");
+        fs_err::create_dir(&tools).unwrap();
+        standin_qemu(&tools);
+        let base = t.temp().join("base.qcow2");
+        let o = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&base)
+            .arg("64M")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let firmware = t.temp().join("firmware.fd");
+        fs_err::write(&firmware, "").unwrap();
+        Launcher {
+            t: t.clone(),
+            tools,
+            base,
+            firmware,
+            leases: t.temp().join("dnsmasq.leases"),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> common::Output {
+        self.t
+            .clone()
             .arg("launch")
             .args(args)
             .args(["--arch", "amd64"])
             .env(
                 "PATH",
-                format!("{}:{}", tools.display(), std::env::var("PATH").unwrap()),
+                format!(
+                    "{}:{}",
+                    self.tools.display(),
+                    std::env::var("PATH").unwrap()
+                ),
             )
-            .env("IMAGEGEN_LAUNCH_BASE_IMAGE", &base)
-            .env("IMAGEGEN_LAUNCH_FIRMWARE", &firmware)
+            .env("IMAGEGEN_LAUNCH_BASE_IMAGE", &self.base)
+            .env("IMAGEGEN_LAUNCH_FIRMWARE", &self.firmware)
             .env("IMAGEGEN_LAUNCH_NIC", "user,restrict=on")
             .env("IMAGEGEN_LAUNCH_ACCEL", "tcg")
-            .env("IMAGEGEN_LAUNCH_LEASES", &leases)
+            .env("IMAGEGEN_LAUNCH_LEASES", &self.leases)
             .run()
-    };
+    }
+}
 
-    let o = launch(&["worker0"]).success();
+/// The first start makes the disk over the base image at the profile's size and runs QEMU with
+/// the VM's values; QEMU's pid and the disk's inode.
+fn first_start(l: &Launcher, out: &Path, state: &Path) -> (String, u64) {
+    let o = l.run(&["worker0"]).success();
     assert!(o.stderr().contains("worker0: created"), "{}", o.stderr());
     assert!(
         o.stderr().contains("worker0: started (pid "),
@@ -368,14 +403,14 @@ fn launch_start_status_stop_run_the_scripts_and_keep_the_disk() {
         .output()
         .unwrap();
     let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
-    assert_eq!(info["backing-filename"], base.to_str().unwrap(), "{info}");
+    assert_eq!(info["backing-filename"], l.base.to_str().unwrap(), "{info}");
     assert_eq!(
         info["virtual-size"],
         20u64 << 30,
         "the profile's 20G: {info}"
     );
     let inode = fs_err::metadata(&disk).unwrap().ino();
-    let args = fs_err::read_to_string(tools.join("qemu.args")).unwrap();
+    let args = fs_err::read_to_string(l.tools.join("qemu.args")).unwrap();
     for want in [
         "q35,accel=tcg",
         "max",
@@ -399,13 +434,18 @@ fn launch_start_status_stop_run_the_scripts_and_keep_the_disk() {
         .trim()
         .to_string();
     assert!(alive(&pid));
+    (pid, inode)
+}
 
-    let o = launch(&["worker0", "--status"]).success();
+/// `--status` while it runs and after `--stop`, from the console log and the DHCP lease; a
+/// second start of a running VM is refused.
+fn status_and_stop(l: &Launcher, pid: &str) {
+    let o = l.run(&["worker0", "--status"]).success();
     assert_eq!(
         o.stdout(),
-        format!("worker0: running (pid {pid}); address 192.168.1.14 (the profile's; cannot read {}); cloud-init: done, node configured (console log)\n", leases.display())
+        format!("worker0: running (pid {pid}); address 192.168.1.14 (the profile's; cannot read {}); cloud-init: done, node configured (console log)\n", l.leases.display())
     );
-    let o = launch(&["worker0"]).success();
+    let o = l.run(&["worker0"]).success();
     assert!(
         o.stderr()
             .contains(&format!("worker0: already running (pid {pid})")),
@@ -413,44 +453,48 @@ fn launch_start_status_stop_run_the_scripts_and_keep_the_disk() {
         o.stderr()
     );
 
-    let o = launch(&["all", "--stop"]).success();
+    let o = l.run(&["all", "--stop"]).success();
     assert!(o.stderr().contains("worker0: stopped"), "{}", o.stderr());
     assert!(
         o.stderr().contains("gateway: not running"),
         "{}",
         o.stderr()
     );
-    assert!(!alive(&pid), "pid {pid} still runs");
+    assert!(!alive(pid), "pid {pid} still runs");
     fs_err::write(
-        &leases,
+        &l.leases,
         "1704067200 52:52:52:00:00:04 192.168.1.14 worker0 01:52:52:52:00:00:04\n",
     )
     .unwrap();
-    let o = launch(&["worker0", "--status"]).success();
+    let o = l.run(&["worker0", "--status"]).success();
     assert_eq!(
         o.stdout(),
         "worker0: stopped; address 192.168.1.14 (DHCP lease); cloud-init: done, node configured (console log)\n"
     );
+}
 
-    // A second start keeps the disk (same file) and the last boot's console log.
-    launch(&["worker0"]).success();
+/// A second start keeps the disk (same file) and the last boot's console log; only worker0 has
+/// a disk.
+fn second_start(l: &Launcher, state: &Path, inode: u64) {
+    let disk = state.join("worker0/disk.qcow2");
+    l.run(&["worker0"]).success();
     assert_eq!(
         fs_err::metadata(&disk).unwrap().ino(),
         inode,
         "the disk was made again"
     );
     assert!(state.join("worker0/console.prev.log").is_file());
-    let o = launch(&["worker0", "--dry-run"]).success();
+    let o = l.run(&["worker0", "--dry-run"]).success();
     assert!(
         o.stdout().contains("its disk") && o.stdout().contains("is there and is kept"),
         "{}",
         o.stdout()
     );
     assert!(!o.stdout().contains("qemu-img create"), "{}", o.stdout());
-    launch(&["worker0", "--stop"]).success();
+    l.run(&["worker0", "--stop"]).success();
     // Only worker0 was started: no other VM has a disk.
-    assert_eq!(list_dir(&state), ["worker0"]);
-    let tree = read_tree(&state);
+    assert_eq!(list_dir(state), ["worker0"]);
+    let tree = read_tree(state);
     assert!(
         tree.keys().all(|p| p.starts_with("worker0")),
         "{:?}",

@@ -17,7 +17,7 @@ mod common;
 
 use common::vm::{build_guest, node_path, script, text, vm_dir};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
@@ -44,7 +44,14 @@ fn arm64_worker_embed_boots_configured_under_tcg() {
             .arg(&mirror),
     );
 
-    // A file:// mirror with --offline: the build reads the local mirror and nothing else.
+    let (out, vm) = build_seeds(&work, &mirror);
+    let (r, boot_out) = boot(&work, &guest, &out, &vm);
+    check_report(&r, &vm, &boot_out);
+}
+
+/// The seeds, and worker0's entry of the manifest. A file:// mirror with --offline: the build
+/// reads the local mirror and nothing else.
+fn build_seeds(work: &Path, mirror: &Path) -> (PathBuf, Value) {
     let out = work.join("out");
     let o = common::imagegen()
         .args(["build", "--arch", ARCH, "--profile"])
@@ -74,9 +81,14 @@ fn arm64_worker_embed_boots_configured_under_tcg() {
         .unwrap()
         .iter()
         .find(|v| v["name"] == VM)
-        .expect("worker0 not in manifest.json");
-    let files = vm["files"].as_array().unwrap();
+        .expect("worker0 not in manifest.json")
+        .clone();
+    (out, vm)
+}
 
+/// Boots worker0 with its seed under TCG; its report and the boot's directory.
+fn boot(work: &Path, guest: &Path, out: &Path, vm: &Value) -> (Value, PathBuf) {
+    let files = vm["files"].as_array().unwrap();
     let address = vm["address"].as_str().unwrap();
     let net = format!("{}.0/24", address.rsplit_once('.').unwrap().0);
     let paths = work.join("boot1.paths");
@@ -86,7 +98,7 @@ fn arm64_worker_embed_boots_configured_under_tcg() {
     let timeout = std::env::var("IMAGEGEN_VM_TIMEOUT").unwrap_or_else(|_| "2400".into());
     let status = Command::new(vm_dir().join("boot.sh"))
         .arg("--guest")
-        .arg(&guest)
+        .arg(guest)
         .arg("--disk")
         .arg(work.join("disk.qcow2"))
         .arg("--seed")
@@ -117,7 +129,13 @@ fn arm64_worker_embed_boots_configured_under_tcg() {
     let r: Value =
         serde_json::from_str(&fs_err::read_to_string(boot_out.join("report.json")).unwrap())
             .unwrap();
+    (r, boot_out)
+}
 
+/// What the guest reported: an arm64 kernel, cloud-init done, the payload installed and running.
+fn check_report(r: &Value, vm: &Value, boot_out: &Path) {
+    let files = vm["files"].as_array().unwrap();
+    let console = boot_out.join("console.log");
     let mut failures = Vec::new();
     let mut check = |ok: bool, msg: String| {
         if !ok {
@@ -128,7 +146,7 @@ fn arm64_worker_embed_boots_configured_under_tcg() {
         r["kernel"].as_str().is_some_and(|k| k.ends_with("-arm64")),
         format!("the guest kernel is {}, not an arm64 one", r["kernel"]),
     );
-    let status = text(&r, "/cloud_init/status_long/out");
+    let status = text(r, "/cloud_init/status_long/out");
     check(
         status.contains("status: done"),
         format!("cloud-init status is not done:\n{status}"),
@@ -138,7 +156,7 @@ fn arm64_worker_embed_boots_configured_under_tcg() {
         errors.as_array().is_some_and(|e| e.is_empty()),
         format!("result.json errors: {errors}"),
     );
-    let log = text(&r, "/cloud_init/output_log/text");
+    let log = text(r, "/cloud_init/output_log/text");
     check(
         log.contains(&format!("imagegen: {VM} is configured")),
         format!("no 'imagegen: {VM} is configured' in cloud-init-output.log:\n{log}"),

@@ -63,7 +63,68 @@ fn the_generated_linux_launcher_boots_worker0_configured_and_launch_sees_and_sto
     let _ = fs_err::remove_dir_all(&work);
     fs_err::create_dir_all(&work).unwrap();
 
-    // The base image, and the accelerator that really works here.
+    let (base, accel) = base_image_and_accel();
+    eprintln!("vm-launch: accelerator {accel}");
+    let out = build_seeds(&work);
+    let env = Overrides {
+        base,
+        accel,
+        leases: work.join("no-leases"),
+    };
+    let state = out.join("vms").join(ARCH).join(VM);
+    let _stop = StopVm(state.join("qemu.pid"));
+    let started = Instant::now();
+    let pid = start(&env, &out, &state);
+
+    // The node's report comes on the serial console, which the launcher writes to its log.
+    let console = state.join("console.log");
+    let report_path = work.join("report.json");
+    let timeout = std::env::var("IMAGEGEN_VM_TIMEOUT")
+        .unwrap_or_else(|_| if env.accel == "kvm" { "300" } else { "900" }.into());
+    let status = Command::new("python3")
+        .arg(vm_dir().join("await-report.py"))
+        .arg(&console)
+        .arg(&report_path)
+        .args(["--pid", &pid, "--timeout", &timeout])
+        .stderr(Stdio::inherit())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "no report from {VM} ({status}; 2 = timed out, 3 = QEMU exited); console: {}",
+        console.display()
+    );
+    eprintln!(
+        "vm-launch: report after {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let r: Value = serde_json::from_str(&fs_err::read_to_string(&report_path).unwrap()).unwrap();
+    check_report(&r, &console);
+
+    status_and_stop(&env, &out, &pid, &state.join("disk.qcow2"));
+}
+
+/// The documented overrides the launcher is run with: the test guest as base image, the
+/// accelerator that works here, QEMU's restricted user network as NIC.
+struct Overrides {
+    base: PathBuf,
+    accel: String,
+    leases: PathBuf,
+}
+
+impl Overrides {
+    fn apply(&self, cmd: &mut Command) {
+        let nic = "user,restrict=on,ipv6=off,model=virtio-net-pci,net=192.168.1.0/24,host=192.168.1.1,dhcpstart=192.168.1.14";
+        cmd.env("IMAGEGEN_LAUNCH_NIC", nic)
+            .env("IMAGEGEN_LAUNCH_BASE_IMAGE", &self.base)
+            .env("IMAGEGEN_LAUNCH_ACCEL", &self.accel)
+            .env("IMAGEGEN_LAUNCH_LEASES", &self.leases)
+            .env_remove("IMAGEGEN_LAUNCH_FIRMWARE");
+    }
+}
+
+/// The UEFI test guest's disk as base image, and the accelerator that really works here.
+fn base_image_and_accel() -> (PathBuf, String) {
     let guest_dir = PathBuf::from(
         script(
             Command::new(vm_dir().join("build-guest.sh"))
@@ -85,10 +146,12 @@ fn the_generated_linux_launcher_boots_worker0_configured_and_launch_sees_and_sto
         .trim()
         .to_string(),
     };
-    eprintln!("vm-launch: accelerator {accel}");
+    (base, accel)
+}
 
-    // The seeds, from the release mirror of the test (file:// and offline), with the profile's
-    // worker made to fit the machine.
+/// The seeds, from the release mirror of the test (file:// and offline), with the profile's
+/// worker made to fit the machine.
+fn build_seeds(work: &Path) -> PathBuf {
     let mirror = work.join("mirror");
     script(
         Command::new(vm_dir().join("build-mirror.sh"))
@@ -124,23 +187,15 @@ fn the_generated_linux_launcher_boots_worker0_configured_and_launch_sees_and_sto
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+    out
+}
 
-    // The launcher itself, with the documented overrides.
-    let nic = "user,restrict=on,ipv6=off,model=virtio-net-pci,net=192.168.1.0/24,host=192.168.1.1,dhcpstart=192.168.1.14";
-    let with_env = |cmd: &mut Command| {
-        cmd.env("IMAGEGEN_LAUNCH_NIC", nic)
-            .env("IMAGEGEN_LAUNCH_BASE_IMAGE", &base)
-            .env("IMAGEGEN_LAUNCH_ACCEL", &accel)
-            .env("IMAGEGEN_LAUNCH_LEASES", work.join("no-leases"))
-            .env_remove("IMAGEGEN_LAUNCH_FIRMWARE");
-    };
+/// The launcher itself starts worker0 and makes its disk over the base image; QEMU's pid.
+fn start(env: &Overrides, out: &Path, state: &Path) -> String {
     let launcher = out.join(ARCH).join("launch").join(format!("{VM}.sh"));
-    let state = out.join("vms").join(ARCH).join(VM);
-    let _stop = StopVm(state.join("qemu.pid"));
-    let started = Instant::now();
     let mut cmd = Command::new("sh");
     cmd.arg(&launcher).arg("start");
-    with_env(&mut cmd);
+    env.apply(&mut cmd);
     let o = cmd.output().unwrap();
     let said = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(
@@ -160,40 +215,23 @@ fn the_generated_linux_launcher_boots_worker0_configured_and_launch_sees_and_sto
         .output()
         .unwrap();
     let info: Value = serde_json::from_slice(&info.stdout).unwrap();
-    assert_eq!(info["backing-filename"], base.to_str().unwrap(), "{info}");
-
-    // The node's report comes on the serial console, which the launcher writes to its log.
-    let console = state.join("console.log");
-    let report_path = work.join("report.json");
-    let timeout = std::env::var("IMAGEGEN_VM_TIMEOUT")
-        .unwrap_or_else(|_| if accel == "kvm" { "300" } else { "900" }.into());
-    let status = Command::new("python3")
-        .arg(vm_dir().join("await-report.py"))
-        .arg(&console)
-        .arg(&report_path)
-        .args(["--pid", &pid, "--timeout", &timeout])
-        .stderr(Stdio::inherit())
-        .status()
-        .unwrap();
-    assert!(
-        status.success(),
-        "no report from {VM} ({status}; 2 = timed out, 3 = QEMU exited); console: {}",
-        console.display()
+    assert_eq!(
+        info["backing-filename"],
+        env.base.to_str().unwrap(),
+        "{info}"
     );
-    eprintln!(
-        "vm-launch: report after {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
-    let r: Value = serde_json::from_str(&fs_err::read_to_string(&report_path).unwrap()).unwrap();
-    check_report(&r, &console);
+    pid
+}
 
-    // launch --status sees it running, with what cloud-init said on the console.
+/// `launch --status` sees it running, with what cloud-init said on the console; `--stop` ends
+/// QEMU; `--status` then says stopped; the disk stays for the next start.
+fn status_and_stop(env: &Overrides, out: &Path, pid: &str, disk: &Path) {
     let launch = |args: &[&str]| {
         let mut cmd = common::imagegen();
         cmd.args(["launch", VM, "--arch", ARCH, "--out"])
-            .arg(&out)
+            .arg(out)
             .args(args);
-        with_env(&mut cmd);
+        env.apply(&mut cmd);
         cmd.output().unwrap()
     };
     let o = launch(&["--status"]);
@@ -209,14 +247,13 @@ fn the_generated_linux_launcher_boots_worker0_configured_and_launch_sees_and_sto
     );
     assert!(line.contains("cloud-init: done"), "{line}");
 
-    // launch --stop ends QEMU; --status then says stopped; the disk stays for the next start.
     let o = launch(&["--stop"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let deadline = Instant::now() + Duration::from_secs(5);
-    while alive(&pid) && Instant::now() < deadline {
+    while alive(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(!alive(&pid), "QEMU (pid {pid}) still runs after --stop");
+    assert!(!alive(pid), "QEMU (pid {pid}) still runs after --stop");
     let o = launch(&["--status"]);
     let line = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(line.starts_with(&format!("{VM}: stopped;")), "{line}");

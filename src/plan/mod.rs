@@ -236,30 +236,65 @@ impl Plan {
 
 /// Applies a profile to an architecture.
 pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
-    let missing = profile.unpinned_for(arch);
-    let cni = profile.cluster.cni;
-    let has_control = profile.nodes.iter().any(|n| n.role == Role::Control);
-    let needed = |k: ComponentKey| -> bool {
-        match k {
-            ComponentKey::CniPlugins => cni == Cni::Bridge,
-            ComponentKey::Etcd | ComponentKey::KubernetesServer => has_control,
-            ComponentKey::BaseImage => false,
-            _ => true,
+    let needed = |k| component_needed(profile, k);
+    check_pinned(profile, arch, &needed)?;
+    let (artifacts, pinned_only, base_image) = artifacts_for(profile, arch, &needed);
+    let vms = vm_plans(profile);
+    let roles = role_plans(profile, arch, &vms);
+    Ok(Plan {
+        profile: profile.name.clone(),
+        profile_source: profile.source.clone(),
+        arch,
+        cluster: profile.cluster.clone(),
+        vms,
+        artifacts,
+        pinned_only,
+        base_image,
+        roles,
+    })
+}
+
+/// Whether a build downloads this component: the CNI plugins with the bridge CNI only, etcd and
+/// the server tarball when there are control nodes; the base image never (launchers fetch it).
+fn component_needed(profile: &Profile, k: ComponentKey) -> bool {
+    match k {
+        ComponentKey::CniPlugins => profile.cluster.cni == Cni::Bridge,
+        ComponentKey::Etcd | ComponentKey::KubernetesServer => {
+            profile.nodes.iter().any(|n| n.role == Role::Control)
         }
-    };
-    let missing_needed: Vec<_> = missing.iter().filter(|k| needed(**k)).collect();
-    if !missing_needed.is_empty() {
+        ComponentKey::BaseImage => false,
+        _ => true,
+    }
+}
+
+/// Every component this build needs has a digest for `arch`.
+fn check_pinned(
+    profile: &Profile,
+    arch: Arch,
+    needed: &dyn Fn(ComponentKey) -> bool,
+) -> anyhow::Result<()> {
+    let missing: Vec<String> = profile
+        .unpinned_for(arch)
+        .into_iter()
+        .filter(|k| needed(*k))
+        .map(|k| k.to_string())
+        .collect();
+    if !missing.is_empty() {
         bail!(
             "{}: no {arch} digest pinned for {} (add components.<name>.digests.{arch})",
             profile.source,
-            missing_needed
-                .iter()
-                .map(|k| k.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            missing.join(", ")
         );
     }
+    Ok(())
+}
 
+/// The artifacts a build downloads, those pinned for `arch` it does not need, and the base image.
+fn artifacts_for(
+    profile: &Profile,
+    arch: Arch,
+    needed: &dyn Fn(ComponentKey) -> bool,
+) -> (Vec<Artifact>, Vec<Artifact>, Option<Artifact>) {
     let mut artifacts = Vec::new();
     let mut pinned_only = Vec::new();
     let mut base_image = None;
@@ -276,9 +311,12 @@ pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
             pinned_only.push(a);
         }
     }
+    (artifacts, pinned_only, base_image)
+}
 
+fn vm_plans(profile: &Profile) -> Vec<VmPlan> {
     let host = profile.cluster.host_network;
-    let vms: Vec<VmPlan> = profile
+    profile
         .nodes
         .iter()
         .map(|n| VmPlan {
@@ -304,10 +342,13 @@ pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
                 Vec::new()
             },
         })
-        .collect();
+        .collect()
+}
 
+/// One plan per role that has members, in the order gateway, control, worker.
+fn role_plans(profile: &Profile, arch: Arch, vms: &[VmPlan]) -> Vec<RolePlan> {
     let inputs = roles::RoleInputs {
-        cni,
+        cni: profile.cluster.cni,
         etcd_version: profile
             .component(ComponentKey::Etcd)
             .map(|c| c.version.as_str()),
@@ -329,18 +370,7 @@ pub fn plan(profile: &Profile, arch: Arch) -> anyhow::Result<Plan> {
         }
         roles.push(roles::role_plan(role, members, &inputs));
     }
-
-    Ok(Plan {
-        profile: profile.name.clone(),
-        profile_source: profile.source.clone(),
-        arch,
-        cluster: profile.cluster.clone(),
-        vms,
-        artifacts,
-        pinned_only,
-        base_image,
-        roles,
-    })
+    roles
 }
 
 /// Every artifact a profile pins, for every architecture it pins (what `cache import` matches).

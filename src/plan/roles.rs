@@ -204,6 +204,15 @@ const SERVER_BINARIES: &[&str] = &[
 const ETCD_BINARIES: &[&str] = &["etcd", "etcdctl", "etcdutl"];
 
 fn control(plan: &mut RolePlan, inputs: &RoleInputs) {
+    control_binaries(plan, inputs);
+    control_files(plan);
+    if let Some(first) = inputs.first_control {
+        kubelet_access_bootstrap(plan, first);
+    }
+}
+
+/// etcd's binaries and the control plane's, from their archives.
+fn control_binaries(plan: &mut RolePlan, inputs: &RoleInputs) {
     if let Some(version) = inputs.etcd_version {
         let dir = format!("etcd-v{version}-linux-{}", inputs.arch);
         for b in ETCD_BINARIES {
@@ -221,7 +230,10 @@ fn control(plan: &mut RolePlan, inputs: &RoleInputs) {
             &format!("/usr/local/bin/{b}"),
         ));
     }
+}
 
+/// The certificates, kubeconfigs, configs and units of etcd and the control plane.
+fn control_files(plan: &mut RolePlan) {
     plan.configs.extend([
         // The VIP sits on `lo`: never answer or announce it in ARP, the gateway owns it.
         cfg("/etc/sysctl.d/50-vip-arp.conf", "vip-arp.conf"),
@@ -282,36 +294,36 @@ fn control(plan: &mut RolePlan, inputs: &RoleInputs) {
         path: "/var/lib/etcd".into(),
         mode: 0o700,
     });
+}
 
-    // The chapter's kubelet-access RBAC, applied once by one node (the first control node) when
-    // the API answers; the others would only repeat it.
-    if let Some(first) = inputs.first_control {
-        let only = |mut f: ConfigFile| {
-            f.only_on = Some(first.to_string());
-            f
-        };
-        plan.configs.extend([
-            only(cfg(
-                "/etc/kubernetes/imagegen/kubelet-access-rbac.yaml",
-                "kubelet-access-rbac.yaml",
-            )),
-            only(ConfigFile {
-                mode: 0o755,
-                ..cfg(
-                    "/usr/local/sbin/imagegen-bootstrap-cluster",
-                    "bootstrap-cluster.sh",
-                )
-            }),
-            only(cfg(
-                "/etc/systemd/system/imagegen-bootstrap-cluster.service",
-                "imagegen-bootstrap-cluster.service",
-            )),
-        ]);
-        plan.services.push(Service {
-            only_on: Some(first.to_string()),
-            ..service("imagegen-bootstrap-cluster", Start::NoBlock)
-        });
-    }
+/// The chapter's kubelet-access RBAC, applied once by one node (the first control node) when
+/// the API answers; the others would only repeat it.
+fn kubelet_access_bootstrap(plan: &mut RolePlan, first: &str) {
+    let only = |mut f: ConfigFile| {
+        f.only_on = Some(first.to_string());
+        f
+    };
+    plan.configs.extend([
+        only(cfg(
+            "/etc/kubernetes/imagegen/kubelet-access-rbac.yaml",
+            "kubelet-access-rbac.yaml",
+        )),
+        only(ConfigFile {
+            mode: 0o755,
+            ..cfg(
+                "/usr/local/sbin/imagegen-bootstrap-cluster",
+                "bootstrap-cluster.sh",
+            )
+        }),
+        only(cfg(
+            "/etc/systemd/system/imagegen-bootstrap-cluster.service",
+            "imagegen-bootstrap-cluster.service",
+        )),
+    ]);
+    plan.services.push(Service {
+        only_on: Some(first.to_string()),
+        ..service("imagegen-bootstrap-cluster", Start::NoBlock)
+    });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -80,8 +80,20 @@ pub enum Cni {
 pub fn check_node(c: &mut Checks, r: &Value, vm: &Value, addressing: Addressing, cni: Cni) {
     let name = vm["name"].as_str().unwrap();
     let role = vm["role"].as_str().unwrap();
+    check_cloud_init(c, r, name);
+    check_identity(c, r, vm, addressing);
+    check_manifest_files(c, r, vm);
+    if role == "gateway" {
+        return;
+    }
+    check_binaries(c, r, cni);
+    check_kernel(c, r);
+    check_services(c, r, cni);
+    check_usr_and_taint(c, r, role);
+}
 
-    // cloud-init finished without errors and without complaining about the schema.
+/// cloud-init finished without errors and without complaining about the schema.
+fn check_cloud_init(c: &mut Checks, r: &Value, name: &str) {
     let status = text(r, "/cloud_init/status_long/out");
     c.check(status.contains("status: done"), || {
         format!("cloud-init status is not done:\n{status}")
@@ -108,8 +120,11 @@ pub fn check_node(c: &mut Checks, r: &Value, vm: &Value, addressing: Addressing,
         log.contains(&format!("imagegen: {name} is configured")),
         || format!("no 'imagegen: {name} is configured' in cloud-init-output.log"),
     );
+}
 
-    // Identity and network.
+/// Identity and network: host name, the NIC with the profile's MAC, its address and where it came from.
+fn check_identity(c: &mut Checks, r: &Value, vm: &Value, addressing: Addressing) {
+    let name = vm["name"].as_str().unwrap();
     c.check(r["hostname"] == name, || {
         format!("hostname {} != {name}", r["hostname"])
     });
@@ -146,8 +161,10 @@ pub fn check_node(c: &mut Checks, r: &Value, vm: &Value, addressing: Addressing,
             }
         }
     }
+}
 
-    // Every file the manifest lists, as recorded.
+/// Every file the manifest lists, as recorded; private files readable by their owner only.
+fn check_manifest_files(c: &mut Checks, r: &Value, vm: &Value) {
     for f in vm["files"].as_array().unwrap() {
         let path = node_path(f);
         let Some(got) = file(r, &path) else {
@@ -174,12 +191,10 @@ pub fn check_node(c: &mut Checks, r: &Value, vm: &Value, addressing: Addressing,
             format!("{path} is private but has mode {mode:04o}")
         });
     }
+}
 
-    if role == "gateway" {
-        return;
-    }
-
-    // Binaries of the contract.
+/// The binaries of the contract (and none of the bridge CNI's with Cilium).
+fn check_binaries(c: &mut Checks, r: &Value, cni: Cni) {
     let mut bins = vec![
         "/usr/local/bin/crictl",
         "/usr/local/bin/runc",
@@ -226,8 +241,10 @@ pub fn check_node(c: &mut Checks, r: &Value, vm: &Value, addressing: Addressing,
             || format!("cilium node runs kube-proxy: {kp}"),
         );
     }
+}
 
-    // br_netfilter now and at every boot; bridged traffic through iptables; swap off.
+/// br_netfilter now and at every boot; bridged traffic through iptables; swap off.
+fn check_kernel(c: &mut Checks, r: &Value) {
     let modules = r["modules"].as_array().unwrap();
     c.check(modules.iter().any(|m| m == "br_netfilter"), || {
         "br_netfilter is not loaded".into()
@@ -247,8 +264,10 @@ pub fn check_node(c: &mut Checks, r: &Value, vm: &Value, addressing: Addressing,
     c.check(swaps.lines().count() <= 1, || {
         format!("swap is on:\n{swaps}")
     });
+}
 
-    // Services.
+/// The node's services run, containerd answers with runc as configured, no unit failed.
+fn check_services(c: &mut Checks, r: &Value, cni: Cni) {
     let mut services = vec!["containerd", "kubelet"];
     if cni == Cni::Bridge {
         services.push("kube-proxy");
@@ -280,8 +299,10 @@ pub fn check_node(c: &mut Checks, r: &Value, vm: &Value, addressing: Addressing,
     });
     let failed = r["failed_units"].as_array().unwrap();
     c.check(failed.is_empty(), || format!("failed units: {failed:?}"));
+}
 
-    // Merged /usr survived the payload.
+/// Merged /usr survived the payload; control nodes register with the control-plane taint.
+fn check_usr_and_taint(c: &mut Checks, r: &Value, role: &str) {
     c.check(r["symlinks"]["/bin"] == "usr/bin", || {
         format!("/bin is no longer a symlink: {}", r["symlinks"]["/bin"])
     });

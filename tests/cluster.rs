@@ -233,7 +233,8 @@ fn builds_reuse_the_encryption_key_and_never_print_it() {
     let t = Test::new();
     let build = || {
         t.clone()
-            .args(["build", "--arch", "amd64", "--payload", "fetch", "--no-iso"])
+            .fetch_build()
+            .args(["--no-iso"])
             .args(["--out", "out"])
             .run()
             .success()

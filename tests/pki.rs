@@ -26,16 +26,8 @@ fn pki_dir(t: &Test) -> PathBuf {
 /// `imagegen build` of the (fetch-payload, ISO-less) seeds into `out`, which needs no download.
 fn build(t: &Test) -> Test {
     t.clone()
-        .args([
-            "build",
-            "--arch",
-            "amd64",
-            "--payload",
-            "fetch",
-            "--no-iso",
-            "--out",
-            "out",
-        ])
+        .fetch_build()
+        .args(["--no-iso", "--out", "out"])
         .arg("--ssh-key")
         .arg(common::ssh_key_fixture())
 }
@@ -494,16 +486,8 @@ fn a_provided_pki_is_used_as_given_with_warnings_unless_it_cannot_work() {
         }
         let out = t
             .clone()
-            .args([
-                "build",
-                "--arch",
-                "amd64",
-                "--payload",
-                "fetch",
-                "--no-iso",
-                "--out",
-                "o",
-            ])
+            .fetch_build()
+            .args(["--no-iso", "--out", "o"])
             .arg("--ssh-key")
             .arg(common::ssh_key_fixture())
             .arg("--pki")

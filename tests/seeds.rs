@@ -176,15 +176,8 @@ fn secrets_are_private_and_never_printed() {
     // No --pki: the build makes its own CA under out/pki.
     let build = || {
         t.clone()
-            .args([
-                "build",
-                "--arch",
-                "amd64",
-                "--payload",
-                "fetch",
-                "--out",
-                "out",
-            ])
+            .fetch_build()
+            .args(["--out", "out"])
             .run()
             .success()
     };

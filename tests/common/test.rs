@@ -115,6 +115,12 @@ impl Test {
         self
     }
 
+    /// `imagegen build --arch amd64 --payload fetch`: every seed file, and no download (the
+    /// nodes would fetch their binaries), so a build needs no mirror.
+    pub fn fetch_build(self) -> Self {
+        self.args(["build", "--arch", "amd64", "--payload", "fetch"])
+    }
+
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
         self.env.push((
             key.as_ref().to_os_string(),

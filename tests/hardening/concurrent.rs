@@ -251,15 +251,8 @@ fn two_pki_runs_and_a_build_make_one_ca() {
     let second = pki().spawn();
     let build = t
         .clone()
-        .args([
-            "build",
-            "--arch",
-            "amd64",
-            "--payload",
-            "fetch",
-            "--no-iso",
-            "--out",
-        ])
+        .fetch_build()
+        .args(["--no-iso", "--out"])
         .arg(&out)
         .arg("--ssh-key")
         .arg(ssh_key_fixture())

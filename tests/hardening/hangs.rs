@@ -19,15 +19,8 @@ fn t() -> Test {
 /// seeds, but downloads nothing.
 fn quick_build(t: &Test) -> Test {
     t.clone()
-        .args([
-            "build",
-            "--arch",
-            "amd64",
-            "--payload",
-            "fetch",
-            "--no-iso",
-            "--pki",
-        ])
+        .fetch_build()
+        .args(["--no-iso", "--pki"])
         .arg(pki_fixture())
 }
 
@@ -100,7 +93,8 @@ fn a_fifo_in_the_given_pki() {
     mkfifo(&ca);
     let out = t
         .clone()
-        .args(["build", "--arch", "amd64", "--payload", "fetch", "--no-iso"])
+        .fetch_build()
+        .args(["--no-iso"])
         .arg("--ssh-key")
         .arg(ssh_key_fixture())
         .arg("--pki")

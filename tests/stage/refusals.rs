@@ -2,82 +2,72 @@
 
 use super::*;
 
+/// Staging worker with `rules` from this one archive fails, leaves nothing, and says that the
+/// archive of `component` has an entry `why`.
+fn refused(
+    component: &str,
+    archive: &str,
+    entries: &[(&str, Node)],
+    rules: &[InstallRule],
+    why: &str,
+) {
+    let mut inp = Inputs::new();
+    let p = inp.add_targz(component, archive, entries);
+    let msg = inp.fails_clean("worker", rules);
+    assert_eq!(
+        msg,
+        format!(
+            "staging the overlay of role `worker`: `{}` (component `{component}`) has an entry {why}",
+            p.display()
+        )
+    );
+}
+
 #[test]
 fn refuses_dotdot_entry() {
-    let mut inp = Inputs::new();
-    let p = inp.add_targz(
+    refused(
         "containerd",
         "containerd.tar.gz",
         &[
             ("bin/containerd", file("c", 10)),
             ("../evil", file("evil", 10)),
         ],
-    );
-    let msg = inp.fails_clean("worker", &[rule("containerd", dir("bin"), "/bin")]);
-    assert_eq!(
-        msg,
-        format!(
-            "staging the overlay of role `worker`: `{}` (component `containerd`) has an entry `../evil` that has a \
-             `..` component; refusing to extract from it",
-            p.display()
-        )
+        &[rule("containerd", dir("bin"), "/bin")],
+        "`../evil` that has a `..` component; refusing to extract from it",
     );
 }
 
 #[test]
 fn refuses_absolute_entry() {
-    let mut inp = Inputs::new();
-    let p = inp.add_targz(
+    refused(
         "crictl",
         "crictl.tar.gz",
         &[
             ("crictl", file("crictl", 10)),
             ("/etc/passwd", file("pw", 10)),
         ],
-    );
-    let msg = inp.fails_clean(
-        "worker",
         &[rule("crictl", member("crictl"), "/usr/local/bin/crictl")],
-    );
-    assert_eq!(
-        msg,
-        format!(
-            "staging the overlay of role `worker`: `{}` (component `crictl`) has an entry `/etc/passwd` that is \
-             absolute; refusing to extract from it",
-            p.display()
-        )
+        "`/etc/passwd` that is absolute; refusing to extract from it",
     );
 }
 
 #[test]
 fn refuses_selected_symlink() {
-    let mut inp = Inputs::new();
-    let p = inp.add_targz(
+    refused(
         "crictl",
         "crictl.tar.gz",
         &[
             ("crictl-real", file("crictl", 10)),
             ("crictl", Node::Symlink("crictl-real")),
         ],
-    );
-    let msg = inp.fails_clean(
-        "worker",
         &[rule("crictl", member("crictl"), "/usr/local/bin/crictl")],
-    );
-    assert_eq!(
-        msg,
-        format!(
-            "staging the overlay of role `worker`: `{}` (component `crictl`) has an entry `crictl` that is a \
-             symlink to `crictl-real`; only regular files are installed",
-            p.display()
-        )
+        "`crictl` that is a symlink to `crictl-real`; only regular files are installed",
     );
 }
 
 #[test]
 fn refuses_escaping_symlink_in_selected_dir() {
-    let mut inp = Inputs::new();
-    let p = inp.add_targz(
+    refused(
         "containerd",
         "containerd.tar.gz",
         &[
@@ -85,22 +75,14 @@ fn refuses_escaping_symlink_in_selected_dir() {
             ("bin/containerd", file("c", 10)),
             ("bin/ctr", Node::Symlink("../../etc/shadow")),
         ],
-    );
-    let msg = inp.fails_clean("worker", &[rule("containerd", dir("bin"), "/bin")]);
-    assert_eq!(
-        msg,
-        format!(
-            "staging the overlay of role `worker`: `{}` (component `containerd`) has an entry `bin/ctr` that is a \
-             symlink to `../../etc/shadow`, outside the archive; refusing to extract from it",
-            p.display()
-        )
+        &[rule("containerd", dir("bin"), "/bin")],
+        "`bin/ctr` that is a symlink to `../../etc/shadow`, outside the archive; refusing to extract from it",
     );
 }
 
 #[test]
 fn refuses_hardlink_to_outside() {
-    let mut inp = Inputs::new();
-    let p = inp.add_targz(
+    refused(
         "cni-plugins",
         "cni.tgz",
         &[
@@ -108,15 +90,8 @@ fn refuses_hardlink_to_outside() {
             ("./bridge", file("bridge", 10)),
             ("./loopback", Node::Hardlink("/etc/shadow")),
         ],
-    );
-    let msg = inp.fails_clean("worker", &[rule("cni-plugins", dir(""), "/opt/cni/bin")]);
-    assert_eq!(
-        msg,
-        format!(
-            "staging the overlay of role `worker`: `{}` (component `cni-plugins`) has an entry `./loopback` that is a \
-             hard link to `/etc/shadow`, outside the archive; refusing to extract from it",
-            p.display()
-        )
+        &[rule("cni-plugins", dir(""), "/opt/cni/bin")],
+        "`./loopback` that is a hard link to `/etc/shadow`, outside the archive; refusing to extract from it",
     );
 }
 

@@ -132,24 +132,13 @@ pub(crate) fn yaml_problem(e: &serde_saphyr::Error) -> Problem {
         .location()
         .map(|l| (l.line(), l.column()))
         .unwrap_or((0, 0));
-    let full = e.to_string();
-    let mut msg = full.lines().next().unwrap_or("invalid YAML").trim();
-    msg = msg.strip_prefix("error: ").unwrap_or(msg);
-    if let Some(rest) = msg.strip_prefix("line ") {
-        // "line X column Y: reason"
-        if let Some((_, reason)) = rest.split_once(": ") {
-            msg = reason;
-        }
-    }
-    let msg = msg
-        .trim_end_matches(", set DuplicateKeyPolicy in Options if acceptable")
-        .trim_end_matches("; use from_str_multiple or from_str_multiple_with_options");
+    let msg = crate::profile::yaml_reason(e);
     let msg = if msg.starts_with("multiple YAML documents") {
         "a second YAML document (`---`); cloud-init reads exactly one".to_string()
     } else if msg.starts_with("budget breached: Depth") || msg == "recursion limit exceeded" {
         format!("nested too deep (more than {MAX_DEPTH} levels)")
     } else {
-        msg.to_string()
+        msg
     };
     Problem::error(line, column, format!("invalid YAML: {msg}"))
 }

@@ -180,9 +180,9 @@ pub(super) fn parse_problem(e: &serde_saphyr::Error, text: &str, spans: &Spans) 
     }
 }
 
-/// serde-saphyr's Display adds a location and a source snippet; a profile error wants the
-/// one-line reason, in the words of the profile rather than of Rust types.
-fn plain_message(e: &serde_saphyr::Error) -> String {
+/// The one-line reason of a serde-saphyr error: its Display adds a location and a source
+/// snippet, and advice about its own API. Profiles and `seed-iso`'s YAML checks both say it.
+pub(crate) fn yaml_reason(e: &serde_saphyr::Error) -> String {
     let full = e.to_string();
     let mut msg = full.lines().next().unwrap_or("invalid YAML").trim();
     msg = msg.strip_prefix("error: ").unwrap_or(msg);
@@ -192,9 +192,15 @@ fn plain_message(e: &serde_saphyr::Error) -> String {
             msg = reason;
         }
     }
-    let msg = msg
-        .trim_end_matches(", set DuplicateKeyPolicy in Options if acceptable")
-        .to_string();
+    msg.trim_end_matches(", set DuplicateKeyPolicy in Options if acceptable")
+        .trim_end_matches("; use from_str_multiple or from_str_multiple_with_options")
+        .to_string()
+}
+
+/// A profile error wants the one-line reason in the words of the profile rather than of Rust
+/// types.
+fn plain_message(e: &serde_saphyr::Error) -> String {
+    let msg = yaml_reason(e);
     if let Some(field) = msg.strip_prefix("missing field ") {
         return format!("missing key {field}");
     }

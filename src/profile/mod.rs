@@ -27,6 +27,7 @@ use crate::digest::Digest;
 use crate::fsutil;
 
 pub use dhcp::dhcp_range;
+pub(crate) use error::yaml_reason;
 pub use error::{Problem, ProfileError};
 pub use reserved::{API_NAME, HOST_NAME, RESERVED_NODE_NAMES};
 pub use resources::{Resources, Size, VmResources};

@@ -95,7 +95,7 @@ fn golden_default_seed_iso_digests() {
 }
 
 #[test]
-fn every_seed_passes_validate_seed_with_cloud_init() {
+fn every_seed_and_its_iso_pass_validate_seed_with_cloud_init() {
     let t = Test::new();
     let mut dirs = Vec::new();
     for (i, (profile, arch)) in [
@@ -116,6 +116,9 @@ fn every_seed_passes_validate_seed_with_cloud_init() {
         dirs.extend(vm_dirs(&out.join(arch)));
     }
     assert!(dirs.len() >= 7 * 4 + 16);
+    // And the ISOs as QEMU gets them: label, file names, the same files.
+    let isos: Vec<PathBuf> = dirs.iter().map(|d| d.join("seed.iso")).collect();
+    dirs.extend(isos);
     let v = Command::new(validate_seed())
         .arg("--cloud-init")
         .args(&dirs)

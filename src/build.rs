@@ -219,8 +219,10 @@ struct Staging {
 /// make two CAs. Then removes what killed runs left in `out/` and `out/pki` (staging and temp
 /// directories and files whose process is gone).
 pub fn lock_out(out: &Utf8Path) -> anyhow::Result<fsutil::Lock> {
-    fs_err::create_dir_all(out.as_std_path())?;
-    let lock = fsutil::Lock::acquire(out.join(".lock").as_std_path(), |line| eprintln!("{line}"))?;
+    fs_err::create_dir_all(out.as_std_path())
+        .with_context(|| format!("the output directory (--out {out}) cannot be made"))?;
+    let lock = fsutil::Lock::acquire(out.join(".lock").as_std_path(), |line| eprintln!("{line}"))
+        .with_context(|| format!("the output directory (--out {out}) cannot be locked"))?;
     for dir in [out.to_path_buf(), out.join("pki")] {
         fsutil::sweep_stale(dir.as_std_path(), "");
     }

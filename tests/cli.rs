@@ -1,19 +1,10 @@
 //! The command line's own contract: exit codes and what goes to stdout and stderr, whatever
 //! the command.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-fn imagegen() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_imagegen"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c.env(
-        "HOME",
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/home-does-not-exist"),
-    );
-    c.env_remove("SOURCE_DATE_EPOCH");
-    c
-}
+mod common;
+use common::imagegen;
 
 /// Runs imagegen with a stdout whose reader is already gone: every write to it fails with a
 /// broken pipe.
@@ -98,4 +89,26 @@ fn a_private_key_given_as_ssh_key_is_named_as_such() {
         "{err}"
     );
     assert!(!tmp.path().join("out").exists());
+}
+
+#[test]
+fn an_output_directory_that_cannot_be_made_names_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    fs_err::write(&file, "").unwrap();
+    let out = file.join("out");
+    let o = imagegen()
+        .args(["build", "--arch", "amd64", "--payload", "fetch", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "error: the output directory (--out {}) cannot be made",
+            out.display()
+        )),
+        "{stderr}"
+    );
 }

@@ -221,7 +221,7 @@ def etcd_argv():
 def apiserver_argv(extra=()):
     k = PKI
     return [BIN + "/kube-apiserver", "--advertise-address=127.0.0.1", "--allow-privileged=true",
-            "--apiserver-count=1", "--audit-log-maxage=30", "--audit-log-maxbackup=3",
+            "--audit-log-maxage=30", "--audit-log-maxbackup=3",
             "--audit-log-maxsize=100", "--audit-log-path=%s/audit.log" % WORK,
             "--authorization-mode=Node,RBAC", "--bind-address=0.0.0.0",
             "--client-ca-file=%s/ca.pem" % k,

@@ -233,8 +233,11 @@ fn cluster_probes(vip: &str, port: &str, control: &str) -> [Value; 3] {
     );
     let saw_worker = "grep 'client CN=system:node:worker0 O=system:nodes GET /healthz -> 200' \
                       /var/log/kube-apiserver-standin.log";
+    // The binding is there, and the bootstrap service (Type=simple: it does not hold up the
+    // boot) has finished its run.
     let rbac = "kubectl --kubeconfig /var/lib/kubernetes/admin.kubeconfig get --raw \
-                /apis/rbac.authorization.k8s.io/v1/clusterrolebindings/system:kube-apiserver";
+                /apis/rbac.authorization.k8s.io/v1/clusterrolebindings/system:kube-apiserver \
+                && [ \"$(systemctl show -p SubState --value imagegen-bootstrap-cluster)\" = dead ]";
     [
         json!([probe("ipvs", &ipvs_probe(vip, port, control), 600)]),
         json!([
@@ -399,7 +402,9 @@ fn cluster_gateway_control0_worker0_serve_the_api_through_the_vip() {
     check_probe(&mut c, c0, "control0", "rbac-applied");
     let boot = &c0["units"]["imagegen-bootstrap-cluster"]["show"];
     c.check(
-        boot["Result"] == "success" && boot["ExecMainStatus"] == "0",
+        boot["Result"] == "success"
+            && boot["ExecMainStatus"] == "0"
+            && boot["ActiveState"] == "inactive",
         || format!("control0: imagegen-bootstrap-cluster did not succeed: {boot}"),
     );
     let lo_vip = c0["ip_addr"].as_array().into_iter().flatten().any(|i| {

@@ -20,7 +20,7 @@ for tool in nginx curl /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "bench: $tool not found (apt-get install nginx-light curl time)" >&2; exit 1; }
 done
 cargo build --quiet --release --manifest-path "$root/Cargo.toml"
-IMAGEGEN="$root/target/release/imagegen"
+IMAGEGEN="${CARGO_TARGET_DIR:-$root/target}/release/imagegen"
 
 # BENCH_DIR keeps the generated mirror between runs (it is made once); default: a temp dir.
 keep=${BENCH_DIR:+1}

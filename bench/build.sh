@@ -53,7 +53,8 @@ mk() { # path MiB: the next MiB of the pool (wrapping), so no two files are alik
   chmod 755 "$1"
 }
 s="$work/src"
-# Uncompressed sizes of the v1.31-era releases, MiB.
+# Uncompressed sizes of the v1.31-era releases, MiB (the server tarball: the binaries a control
+# node takes and the largest others).
 mk "$s/containerd/bin/containerd" 52; mk "$s/containerd/bin/containerd-shim-runc-v2" 12
 mk "$s/containerd/bin/ctr" 25; mk "$s/containerd/bin/containerd-stress" 22
 mk "$s/runc.$ARCH" 11
@@ -64,6 +65,10 @@ done
 mk "$s/node/kubernetes/node/bin/kubelet" 77; mk "$s/node/kubernetes/node/bin/kube-proxy" 63
 mk "$s/node/kubernetes/node/bin/kubeadm" 57; mk "$s/node/kubernetes/node/bin/kubectl" 55
 mk "$s/etcd/etcd-v3.5.15-linux-$ARCH/etcd" 23; mk "$s/etcd/etcd-v3.5.15-linux-$ARCH/etcdctl" 17
+mk "$s/etcd/etcd-v3.5.15-linux-$ARCH/etcdutl" 15
+for b in kube-apiserver:89 kube-controller-manager:83 kube-scheduler:62 kubectl:55 kubelet:77 kube-proxy:63 kubeadm:57; do
+  mk "$s/server/kubernetes/server/bin/${b%%:*}" "${b#*:}"
+done
 rm -f "$pool"
 gh="$www/github.com"
 d="$gh/containerd/containerd/releases/download/v1.7.20"; mkdir -p "$d"
@@ -75,6 +80,7 @@ d="$gh/containernetworking/plugins/releases/download/v1.5.1"; mkdir -p "$d"
 tar -C "$s/cni" -czf "$d/cni-plugins-linux-$ARCH-v1.5.1.tgz" .
 d="$www/dl.k8s.io/v1.31.0"; mkdir -p "$d"
 tar -C "$s/node" -czf "$d/kubernetes-node-linux-$ARCH.tar.gz" kubernetes
+tar -C "$s/server" -czf "$d/kubernetes-server-linux-$ARCH.tar.gz" kubernetes
 d="$gh/etcd-io/etcd/releases/download/v3.5.15"; mkdir -p "$d"
 tar -C "$s/etcd" -czf "$d/etcd-v3.5.15-linux-$ARCH.tar.gz" "etcd-v3.5.15-linux-$ARCH"
 rm -rf "$s"
@@ -98,9 +104,14 @@ for l in lines:
     if m: comp = m.group(1)
     m = re.match(r"^    version: (\S+)", l)
     if m: versions[comp] = m.group(1)
+comp = None
 for l in lines:
     m = re.match(r"^  ([a-z-]+):", l)
     if m: comp = m.group(1)
+    # The VMs' disk image: `imagegen launch` fetches it, a build never does; not benchmarked
+    # (it is the last component of the profile).
+    if comp == "base-image":
+        continue
     m = re.match(r"^(\s+)" + arch + r": (sha256|sha512):", l)
     if m:
         u = url[comp].replace("{version}", versions[comp]).replace("{arch}", arch)

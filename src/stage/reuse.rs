@@ -2,7 +2,8 @@
 //! and a rebuild with the same inputs would produce the same bytes. The stamp beside the archive
 //! (the `fsutil` stamp format) records a key over everything the bytes depend on and the
 //! resulting `Overlay`; when the key matches and the archive on disk is still the one recorded,
-//! the previous result is returned without reading an artifact or writing a file.
+//! the previous result is returned without reading an artifact or writing a file (nor the
+//! archive itself, when it is no newer than its stamp).
 
 use std::collections::BTreeMap;
 use std::io::BufReader;
@@ -70,11 +71,24 @@ pub(crate) fn try_reuse(req: &StageRequest, key: &Digest) -> Result<Option<Overl
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let size = archive.metadata()?.len();
-    let sha256 = hash_reader(Algo::Sha256, BufReader::new(archive))
-        .with_context(|| format!("hashing `{}`", req.archive_path.display()))?;
-    if size != stamp.overlay.archive_size || sha256 != stamp.overlay.archive_sha256 {
+    let meta = archive.metadata()?;
+    if meta.len() != stamp.overlay.archive_size {
         return Ok(None);
+    }
+    // The archive is renamed into place before its stamp is written: one no newer than its stamp
+    // is the one the stamp describes, and hashing it again (hundreds of MB for a control node)
+    // would be most of a no-change rebuild. A newer one (a run killed between the two renames,
+    // a hand edit) is hashed.
+    let stamp_time = fs_err::metadata(fsutil::stamp_path(req.archive_path))
+        .and_then(|m| m.modified())
+        .ok();
+    let older = matches!((meta.modified().ok(), stamp_time), (Some(a), Some(s)) if a <= s);
+    if !older {
+        let sha256 = hash_reader(Algo::Sha256, BufReader::new(archive))
+            .with_context(|| format!("hashing `{}`", req.archive_path.display()))?;
+        if sha256 != stamp.overlay.archive_sha256 {
+            return Ok(None);
+        }
     }
     Ok(Some(Overlay {
         archive: req.archive_path.to_path_buf(),

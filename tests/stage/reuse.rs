@@ -90,6 +90,21 @@ fn unchanged_inputs_reuse_the_packed_overlay() {
     assert!(!repaired.reused);
     assert_eq!(repaired.archive_sha256, first.archive_sha256);
     check_tree(&inp.overlay_root("worker"), &repaired);
+
+    // The same size, other bytes, written after the stamp (a run killed between the archive's
+    // rename and its stamp's): newer than the stamp, so hashed, and rebuilt.
+    let archive = inp.archive("worker");
+    let mut bytes = fs_err::read(&archive).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs_err::write(&archive, &bytes).unwrap();
+    let again = inp.stage("worker", &rules, MTIME).unwrap();
+    assert!(
+        !again.reused,
+        "a newer archive of the same size was trusted"
+    );
+    assert_eq!(again.archive_sha256, first.archive_sha256);
 }
 
 #[test]

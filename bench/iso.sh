@@ -86,4 +86,5 @@ bench small ours genisoimage xorriso cloud-localds ours-vfat localds-vfat
 echo "(ours/this < 1 means ours is faster; peak RSS is the largest single process of one 7-seed loop)"
 echo "(cloud-localds cannot add extra files, so it appears only in the 'small' set without the payload)"
 echo "(ours checks user-data against cloud-init's schema before writing; the peers write what they are given)"
+echo "(ours writes a temp file, fdatasyncs it and renames it into place: a crash never leaves a half-written image, and the time includes the writeback; the peers write in place and leave the data in the page cache)"
 rm -rf "$dir/out"

@@ -21,7 +21,7 @@ use crate::common::http::{Behaviour, TestServer};
 use crate::common::openssl::check_whole_pki;
 use crate::common::*;
 
-const RENAMES: &str = "rename,renameat,renameat2";
+const RENAMES: &[&str] = &["rename", "renameat", "renameat2"];
 /// Two builds that differ in every ISO, archive and manifest.
 const EPOCH_A: &str = "1704067200";
 const EPOCH_B: &str = "1800000000";
@@ -92,27 +92,26 @@ fn copy_tree(from: &Path, to: &Path) {
 fn renames(setup: &Setup, with_a: bool, epoch: &str) -> Vec<(&'static str, usize)> {
     let t = Test::new();
     let out = setup.out_with_a(&t, with_a);
-    let log = t.temp().join("renames.txt");
-    let trace = format!("trace={RENAMES}");
-    setup
-        .build(&t, &out, epoch)
-        .wrap([
-            "strace",
-            "-f",
-            "--seccomp-bpf",
-            "-e",
-            &trace,
-            "-o",
-            log.to_str().unwrap(),
-        ])
-        .run()
-        .success();
-    kill_points(&log, &["rename", "renameat", "renameat2"])
+    kill_points(&t, setup.build(&t, &out, epoch), RENAMES)
 }
 
-/// The calls of `syscalls` in an strace log, as kill points: the k-th call of each.
-fn kill_points(log: &Path, syscalls: &[&'static str]) -> Vec<(&'static str, usize)> {
-    let log = fs_err::read_to_string(log).unwrap();
+/// Runs `cmd` (of `t`) to success under strace and returns its calls of `syscalls` as kill
+/// points: the k-th call of each.
+fn kill_points(t: &Test, cmd: Test, syscalls: &[&'static str]) -> Vec<(&'static str, usize)> {
+    let log = t.temp().join("calls.txt");
+    let trace = format!("trace={}", syscalls.join(","));
+    cmd.wrap([
+        "strace",
+        "-f",
+        "--seccomp-bpf",
+        "-e",
+        &trace,
+        "-o",
+        log.to_str().unwrap(),
+    ])
+    .run()
+    .success();
+    let log = fs_err::read_to_string(&log).unwrap();
     let mut points = Vec::new();
     for &sys in syscalls {
         let calls = log
@@ -126,6 +125,33 @@ fn kill_points(log: &Path, syscalls: &[&'static str]) -> Vec<(&'static str, usiz
         points.extend((1..=calls).map(|k| (sys, k)));
     }
     points
+}
+
+/// Runs `cmd` under strace, which kills it with SIGKILL at the n-th call of `sys` (counting
+/// only `syscalls`), and checks that it was killed.
+fn run_killed_at(cmd: Test, syscalls: &[&str], (sys, n): (&str, usize)) {
+    let trace = format!("trace={}", syscalls.join(","));
+    let inject = format!("inject={sys}:signal=KILL:when={n}");
+    // Not `--seccomp-bpf`: with it, strace 6.1 does not inject into `renameat`.
+    let run = cmd
+        .wrap([
+            "strace",
+            "-f",
+            "-o",
+            "/dev/null",
+            "-e",
+            &trace,
+            "-e",
+            &inject,
+        ])
+        .run();
+    use std::os::unix::process::ExitStatusExt as _;
+    let status = run.status();
+    assert!(
+        status.signal() == Some(9) || status.code() == Some(137),
+        "not killed at {sys} #{n}: {status}\n{}",
+        run.stderr()
+    );
 }
 
 /// What a killed run left, by kind, for the report.
@@ -185,29 +211,7 @@ fn kill_at(
 ) {
     let t = Test::new();
     let out = setup.out_with_a(&t, with_a);
-    let trace = format!("trace={RENAMES}");
-    let inject = format!("inject={sys}:signal=KILL:when={n}");
-    let run = setup
-        .build(&t, &out, epoch)
-        // Not `--seccomp-bpf`: with it, strace 6.1 does not inject into `renameat`.
-        .wrap([
-            "strace",
-            "-f",
-            "-o",
-            "/dev/null",
-            "-e",
-            &trace,
-            "-e",
-            &inject,
-        ])
-        .run();
-    use std::os::unix::process::ExitStatusExt as _;
-    let status = run.status();
-    assert!(
-        status.signal() == Some(9) || status.code() == Some(137),
-        "not killed at {sys} #{n}: {status}\n{}",
-        run.stderr()
-    );
+    run_killed_at(setup.build(&t, &out, epoch), RENAMES, (sys, n));
     seen.killed.fetch_add(1, Ordering::SeqCst);
 
     // What the kill left: the previous output or the new one, whole.
@@ -309,27 +313,7 @@ fn kill_pki_at(base: Option<&Path>, (sys, n): (&str, usize)) -> bool {
     let t = Test::new();
     let out = out_with(&t, base);
     let before = base.map(|b| read_tree(&b.join("pki")));
-    let trace = format!("trace={}", PKI_KILLS.join(","));
-    let inject = format!("inject={sys}:signal=KILL:when={n}");
-    let run = pki(&t, &out)
-        .wrap([
-            "strace",
-            "-f",
-            "-o",
-            "/dev/null",
-            "-e",
-            &trace,
-            "-e",
-            &inject,
-        ])
-        .run();
-    use std::os::unix::process::ExitStatusExt as _;
-    let status = run.status();
-    assert!(
-        status.signal() == Some(9) || status.code() == Some(137),
-        "not killed at {sys} #{n}: {status}\n{}",
-        run.stderr()
-    );
+    run_killed_at(pki(&t, &out), PKI_KILLS, (sys, n));
     let dir = out.join("pki");
     // Every key and certificate the PKI had is kept (kubeconfigs may be written again).
     let kept = |now: &BTreeMap<PathBuf, Vec<u8>>| {
@@ -370,21 +354,7 @@ fn kill_pki_at(base: Option<&Path>, (sys, n): (&str, usize)) -> bool {
 fn kill_pki_everywhere(base: Option<&Path>) -> (usize, usize) {
     let t = Test::new();
     let out = out_with(&t, base);
-    let log = t.temp().join("calls.txt");
-    let trace = format!("trace={}", PKI_KILLS.join(","));
-    pki(&t, &out)
-        .wrap([
-            "strace",
-            "-f",
-            "--seccomp-bpf",
-            "-e",
-            &trace,
-            "-o",
-            log.to_str().unwrap(),
-        ])
-        .run()
-        .success();
-    let points = kill_points(&log, PKI_KILLS);
+    let points = kill_points(&t, pki(&t, &out), PKI_KILLS);
     assert!(
         points.iter().filter(|(s, _)| *s == "write").count() >= 10,
         "{points:?}"

@@ -86,9 +86,10 @@ fn the_fetch_block_is_golden_and_valid_sh() {
     }
 }
 
-#[test]
-fn a_download_that_fails_twice_is_retried_and_succeeds() {
-    let t = Test::new();
+/// A node mirror on loopback serving the test mirror, runc failing its first `fail_500`
+/// requests with HTTP 500; the server, the node's root and the fetch part of worker0's
+/// first-boot script against that mirror.
+fn runc_failing(t: &Test, fail_500: u32) -> (TestServer, PathBuf, String) {
     let m = mirror::build(t.temp(), "amd64", &|p| p);
     let srv = TestServer::start();
     for (path, data) in &m.files {
@@ -103,14 +104,21 @@ fn a_download_that_fails_twice_is_retried_and_succeeds() {
         RUNC,
         runc.1.clone(),
         Behaviour {
-            fail_500: 2,
+            fail_500,
             ..Behaviour::default()
         },
     );
-    let out = fetch_build(&t, &m, &srv.base());
+    let out = fetch_build(t, &m, &srv.base());
     let root = t.temp().join("root");
     fs_err::create_dir_all(root.join("var/tmp")).unwrap();
     let script = fetch_part(&first_boot_script(&out, "worker0"), &root);
+    (srv, root, script)
+}
+
+#[test]
+fn a_download_that_fails_twice_is_retried_and_succeeds() {
+    let t = Test::new();
+    let (srv, root, script) = runc_failing(&t, 2);
 
     let (code, stdout, stderr) = run_sh(&script, t.temp());
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
@@ -136,29 +144,8 @@ fn a_download_that_fails_twice_is_retried_and_succeeds() {
 #[test]
 fn a_download_that_never_comes_fails_cleanly_and_sets_up_a_retry() {
     let t = Test::new();
-    let m = mirror::build(t.temp(), "amd64", &|p| p);
-    let srv = TestServer::start();
     // containerd comes (into the work directory, which must go too); runc never does.
-    for (path, data) in &m.files {
-        srv.add(&format!("/{path}"), data.clone());
-    }
-    let runc = m
-        .files
-        .iter()
-        .find(|(p, _)| format!("/{p}") == RUNC)
-        .unwrap();
-    srv.add_with(
-        RUNC,
-        runc.1.clone(),
-        Behaviour {
-            fail_500: u32::MAX,
-            ..Behaviour::default()
-        },
-    );
-    let out = fetch_build(&t, &m, &srv.base());
-    let root = t.temp().join("root");
-    fs_err::create_dir_all(root.join("var/tmp")).unwrap();
-    let script = fetch_part(&first_boot_script(&out, "worker0"), &root);
+    let (srv, root, script) = runc_failing(&t, u32::MAX);
 
     let (code, stdout, stderr) = run_sh(&script, t.temp());
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");

@@ -17,6 +17,8 @@ pub struct Mirror {
     pub profile: PathBuf,
     /// Upstream URL path (host/path) -> bytes, for serving over HTTP.
     pub files: Vec<(String, Vec<u8>)>,
+    /// The architecture the profile pins.
+    pub arch: String,
 }
 
 fn exe(name: &str) -> Vec<u8> {
@@ -128,12 +130,28 @@ pub fn build(dir: &Path, arch: &str, edit: &dyn Fn(String) -> String) -> Mirror 
         root,
         profile: profile_path,
         files: files.into_iter().map(|(p, d, _, _)| (p, d)).collect(),
+        arch: arch.to_string(),
     }
 }
 
 impl Mirror {
     pub fn file_url(&self) -> String {
         format!("file://{}", self.root.display())
+    }
+
+    /// `imagegen fetch` of the profile from this mirror as a `file://` mirror, offline and quiet.
+    pub fn fetch_offline(&self, t: &super::Test) -> super::Test {
+        t.clone()
+            .args([
+                "fetch",
+                "--arch",
+                &self.arch,
+                "--offline",
+                "--quiet",
+                "--profile",
+            ])
+            .arg(&self.profile)
+            .args(["--mirror", &self.file_url()])
     }
 }
 

@@ -197,19 +197,7 @@ fn a_read_only_cache_is_used_without_locks() {
     }
     let t = Test::new();
     let m = mirror::build(t.temp(), "amd64", &|p| p);
-    t.clone()
-        .args([
-            "fetch",
-            "--arch",
-            "amd64",
-            "--quiet",
-            "--offline",
-            "--profile",
-        ])
-        .arg(&m.profile)
-        .args(["--mirror", &m.file_url()])
-        .run()
-        .success();
+    m.fetch_offline(&t).run().success();
     // The cache, mounted read-only (in a mount namespace of the run's own).
     let cache = t.cache().display().to_string();
     let script = format!(

@@ -149,20 +149,7 @@ fn a_fifo_or_directory_in_a_file_mirror() {
     let runc = runc_in(&m);
     fs_err::remove_file(&runc).unwrap();
     mkfifo(&runc);
-    let fetch = |t: &Test| {
-        t.clone()
-            .args([
-                "fetch",
-                "--arch",
-                "amd64",
-                "--offline",
-                "--quiet",
-                "--profile",
-            ])
-            .arg(&m.profile)
-            .args(["--mirror", &m.file_url()])
-            .run()
-    };
+    let fetch = |t: &Test| m.fetch_offline(t).run();
     fails_naming(fetch(&t), &runc, FIFO);
     fs_err::remove_file(&runc).unwrap();
     fs_err::create_dir(&runc).unwrap();
@@ -173,20 +160,7 @@ fn a_fifo_or_directory_in_a_file_mirror() {
 fn a_fifo_where_the_cache_keeps_an_entry_is_replaced() {
     let t = t();
     let m = mirror::build(t.temp(), "amd64", &|p| p);
-    let fetch = || {
-        t.clone()
-            .args([
-                "fetch",
-                "--arch",
-                "amd64",
-                "--offline",
-                "--quiet",
-                "--profile",
-            ])
-            .arg(&m.profile)
-            .args(["--mirror", &m.file_url()])
-            .run()
-    };
+    let fetch = || m.fetch_offline(&t).run();
     fetch().success();
     // Every entry becomes a FIFO; the next run must not wait on any of them.
     let entries: Vec<PathBuf> = fs::files_under(&t.cache())

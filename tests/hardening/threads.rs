@@ -62,7 +62,8 @@ fn download_threads_are_bounded_by_the_files() {
     let m = mirror::build(t.temp(), "amd64", &|p| p);
     let trace = t.temp().join("clones.txt");
     let started = Instant::now();
-    t.clone()
+    m.fetch_offline(&t)
+        .args(["--jobs", "250000"])
         .wrap([
             "strace",
             "-f",
@@ -72,17 +73,6 @@ fn download_threads_are_bounded_by_the_files() {
             "-o",
             trace.to_str().unwrap(),
         ])
-        .args([
-            "fetch",
-            "--arch",
-            "amd64",
-            "--quiet",
-            "--jobs",
-            "250000",
-            "--profile",
-        ])
-        .arg(&m.profile)
-        .args(["--offline", "--mirror", &m.file_url()])
         .run()
         .success();
     let clones = fs_err::read_to_string(&trace)

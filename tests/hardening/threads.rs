@@ -4,7 +4,6 @@
 //! error (exit 1, over HTTP, whose client needs a thread), never exit 101.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use crate::common::fs::assert_same_tree;
 use crate::common::http::TestServer;
@@ -61,7 +60,6 @@ fn download_threads_are_bounded_by_the_files() {
     let t = Test::new();
     let m = mirror::build(t.temp(), "amd64", &|p| p);
     let trace = t.temp().join("clones.txt");
-    let started = Instant::now();
     m.fetch_offline(&t)
         .args(["--jobs", "250000"])
         .wrap([
@@ -83,11 +81,6 @@ fn download_threads_are_bounded_by_the_files() {
     // One thread per pinned file, not 250000.
     let files = m.files.len();
     assert!(clones <= files, "{clones} threads for {files} files");
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "{:?}",
-        started.elapsed()
-    );
 }
 
 #[test]

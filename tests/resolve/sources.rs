@@ -1,7 +1,7 @@
 //! Where files come from: upstream, mirrors in order, `file://` mirrors offline, each digest
 //! fetched once, several at a time within `jobs`, and every failure reported.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use imagegen::digest::{hash_reader, Algo};
 use imagegen::plan::Artifact;
@@ -375,10 +375,10 @@ fn tls_refused_and_unresolvable_sources_are_not_retried() {
     let cache = tempfile::tempdir().unwrap();
     let mut o = opts(cache.path());
     o.retry_backoff = Duration::from_secs(5);
-    let started = Instant::now();
     let err = format!("{:#}", resolve(&arts, &o).unwrap_err());
+    // A retried failure would end in "gave up after N attempts" (and wait 5 s per retry).
     assert!(
-        started.elapsed() < Duration::from_secs(4),
+        !err.contains("gave up after"),
         "something was retried: {err}"
     );
     for (a, why) in arts.iter().zip([

@@ -213,6 +213,13 @@ pub(super) fn record_prefix(path: &Path, n: u64) -> Result<()> {
     fsutil::write_atomic(path, format!("{n}\n").as_bytes(), 0o600)
 }
 
+/// The digest whose partial download `name` (in `tmp/`) holds, read back from the name
+/// [`Cache::work_path`] gives it; `None` for any other file.
+pub(super) fn partial_digest(name: &str) -> Option<Digest> {
+    let (algo, hex) = name.strip_suffix(".part")?.split_once('-')?;
+    Digest::parse(&format!("{algo}:{hex}")).ok()
+}
+
 /// A download in progress in `tmp/<algo>-<hex>.part`. Bytes are written in order from the
 /// start, except while other connections fetch later ranges of it (`split`): then the sidecar
 /// `.part.prefix` records how much of the start is known to be complete, and the rest is not

@@ -69,11 +69,7 @@ pub fn cache_contents(dir: &Path) -> Result<CacheContents> {
         }
     }
     for (name, path, size) in files_in(&dir.join("tmp"))? {
-        let Some(d) = name
-            .strip_suffix(".part")
-            .and_then(|stem| stem.split_once('-'))
-            .and_then(|(algo, hex)| Digest::parse(&format!("{algo}:{hex}")).ok())
-        else {
+        let Some(d) = super::cache::partial_digest(&name) else {
             continue;
         };
         let in_use = held(dir, &d)?;

@@ -213,6 +213,19 @@ fn shared_payload_writes_one_iso_per_role() {
         .unwrap();
     let names = String::from_utf8_lossy(&listing.stdout);
     assert!(!names.contains("overlay"), "{names}");
+    // Every seed of the shared mode passes cloud-init's checks too.
+    let seeds: Vec<_> = [
+        "gateway", "control0", "control1", "control2", "worker0", "worker1", "worker2",
+    ]
+    .iter()
+    .map(|v| arch.join(v).join("seed.iso"))
+    .collect();
+    let v = Command::new(validate_seed())
+        .arg("--cloud-init")
+        .args(&seeds)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
 }
 
 #[test]
